@@ -1,0 +1,7 @@
+"""Reconstruction: ML-EM/OSEM on one template, filtered back-projection, post-filters."""
+
+from spectdl.recon.fbp import fbp
+from spectdl.recon.filters import butterworth_filter, gaussian_filter
+from spectdl.recon.osem import mlem, osem, poisson_nll, subsets
+
+__all__ = ["butterworth_filter", "fbp", "gaussian_filter", "mlem", "osem", "poisson_nll", "subsets"]
