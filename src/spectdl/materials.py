@@ -52,7 +52,8 @@ def mass_attenuation_cm2_per_g(material: str, energy_kev: float) -> float:
 
 def mu_per_cm(material: str, energy_kev: float, density_g_per_cm3: float | None = None) -> float:
     """Linear attenuation coefficient μ (cm⁻¹) = μ/ρ · ρ, with the tabulated density by default."""
+    mass = mass_attenuation_cm2_per_g(material, energy_kev)
     rho = _TABLE[material][0] if density_g_per_cm3 is None else float(density_g_per_cm3)
     if not (rho >= 0 and math.isfinite(rho)):
         raise InputError(f"density_g_per_cm3: expected a finite value >= 0, found {density_g_per_cm3!r}")
-    return mass_attenuation_cm2_per_g(material, energy_kev) * rho
+    return mass * rho

@@ -1,0 +1,79 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from spectdl.errors import InputError
+from spectdl.geometry import Orbit, VoxelGrid
+from spectdl.noise import expected_counts, poisson, scale_to_counts, thin
+from spectdl.physics import SpectProjector
+
+
+def test_poisson_matches_the_poisson_pmf():
+    lam = 3.7
+    n = poisson(torch.full((200_000,), lam, dtype=torch.float64), torch.Generator().manual_seed(0))
+    assert n.dtype == torch.float64 and bool((n == n.round()).all())
+    k = np.arange(0, 12)
+    observed = np.array([(n.numpy() == v).sum() for v in k])
+    expected = stats.poisson.pmf(k, lam) * n.numel()
+    chi2 = ((observed - expected) ** 2 / expected).sum()
+    assert chi2 < stats.chi2.ppf(0.999, len(k) - 1)
+
+
+def test_thinning_gives_exact_poisson_of_the_reduced_mean():
+    lam, f, m = 20.0, 0.25, 200_000
+    full = poisson(torch.full((m,), lam, dtype=torch.float64), torch.Generator().manual_seed(1))
+    kept = thin(full, f, torch.Generator().manual_seed(2))
+    assert bool((kept <= full).all()) and bool((kept >= 0).all())
+    # Poisson(f·λ): mean = variance = 5; standard errors sqrt(5/m) and ~sqrt(2·25/m).
+    mean, var = float(kept.mean()), float(kept.var())
+    assert abs(mean - f * lam) < 4 * math.sqrt(f * lam / m)
+    assert abs(var - f * lam) < 4 * math.sqrt((2 * (f * lam) ** 2 + f * lam) / m)
+    k = np.arange(0, 14)
+    observed = np.array([(kept.numpy() == v).sum() for v in k])
+    expected = stats.poisson.pmf(k, f * lam) * m
+    assert ((observed - expected) ** 2 / expected).sum() < stats.chi2.ppf(0.999, len(k) - 1)
+    # Paired with the full scan: the thinned counts are correlated with it (corr = sqrt(f)).
+    corr = float(np.corrcoef(full.numpy(), kept.numpy())[0, 1])
+    assert abs(corr - math.sqrt(f)) < 0.01
+
+
+def test_thinning_is_reproducible_and_keeps_dtype():
+    counts = torch.tensor([[0, 5, 17], [3, 0, 100]], dtype=torch.int32)
+    a = thin(counts, 1 / 7, torch.Generator().manual_seed(9))
+    b = thin(counts, 1 / 7, torch.Generator().manual_seed(9))
+    assert a.dtype == torch.int32 and torch.equal(a, b)
+    assert torch.equal(thin(counts, 1.0), counts) and int(thin(counts, 0.0).sum()) == 0
+
+
+@pytest.mark.parametrize(
+    "counts, fraction, match",
+    [
+        (torch.tensor([1.5, 2.0]), 0.5, "non-integer value 1.5"),
+        (torch.tensor([-1.0, 2.0]), 0.5, "negative"),
+        (torch.tensor([1.0, float("nan")]), 0.5, "NaN"),
+        (torch.tensor([1.0, 2.0]), 1.5, "fraction"),
+    ],
+)
+def test_thinning_rejects_bad_input(counts, fraction, match):
+    with pytest.raises(InputError, match=match):
+        thin(counts, fraction)
+
+
+def test_scale_to_counts_and_expected_counts():
+    y = torch.rand(3, 1, 4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    s = scale_to_counts(y, torch.tensor([10.0, 20.0, 30.0], dtype=torch.float64))
+    torch.testing.assert_close(s.sum((1, 2, 3)), torch.tensor([10.0, 20.0, 30.0], dtype=torch.float64))
+    with pytest.raises(InputError, match="sums to 0"):
+        scale_to_counts(torch.zeros(1, 4), 5.0)
+    grid = VoxelGrid((16, 16), 4.0)
+    P = SpectProjector(grid, Orbit.circular(10, 100.0))
+    x = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    x[0, 0, 6:10, 6:10] = 2.0
+    ybar = expected_counts(x, P, activity_mbq=500.0, sensitivity_cps_per_mbq=80.0, time_per_view_s=20.0)
+    # No attenuation: every view sees all of it, 500 MBq × 80 cps/MBq × 20 s = 800 000 counts.
+    torch.testing.assert_close(ybar.sum(-1), torch.full((1, 1, 10), 800_000.0, dtype=torch.float64))
+    with pytest.raises(InputError, match="time_per_view_s"):
+        expected_counts(x, P, 500.0, 80.0, 0.0)
