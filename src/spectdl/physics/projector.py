@@ -224,8 +224,9 @@ class SpectProjector(nn.Module):
         rot = torch.sparse.mm(fwd[view], flat).reshape(n, n, bm, nz).permute(0, 2, 1, 3)  # [D, Bm, S, Z]
         dx_cm = self.grid.voxel_size_mm[0] / 10.0
         # Path from each plane to the detector: planes nearer than it, plus half of its own voxel.
-        beyond = torch.flip(torch.cumsum(torch.flip(rot, (0,)), 0), (0,)) - 0.5 * rot
-        att = torch.exp(-dx_cm * beyond).contiguous()
+        # Σ_{j' > j} μ_j' + μ_j / 2  =  Σ_all − cumsum_j + μ_j / 2
+        beyond = rot.sum(0, keepdim=True) - torch.cumsum(rot, 0) + 0.5 * rot
+        att = torch.exp(beyond.mul_(-dx_cm))
         if self.cache_attenuation:
             self._att_cache[view] = att
         return att
@@ -249,16 +250,26 @@ class SpectProjector(nn.Module):
         fwd, _ = self._rot.matrices(device, dtype)
         blur = self._blur(device, dtype)
         flat = x5.permute(2, 3, 0, 1, 4).reshape(n * n, nb * nz)
+        # Without autograd, views are written straight into one preallocated buffer per chunk.
+        inplace = not (torch.is_grad_enabled() and (x.requires_grad or (self.mu_map is not None and self.mu_map.requires_grad)))
         out = []
         for chunk in self._chunks(idx, nb, x.element_size()):
+            stack = x.new_empty((n, len(chunk) * nb, n, nz)) if inplace else None
             planes = []
-            for v in chunk:
-                rot = torch.sparse.mm(fwd[v], flat).reshape(n, n, b, c, nz)  # [D, S, B, C, Z]
+            for k, v in enumerate(chunk):
+                rot = torch.sparse.mm(fwd[v], flat).view(n, n, b, c, nz).permute(0, 2, 3, 1, 4)  # [D, B, C, S, Z]
                 att = self._attenuation(v, device, dtype)
-                if att is not None:
-                    rot = rot * att.permute(0, 2, 1, 3).unsqueeze(3)  # [D, S, Bm, 1, Z]
-                planes.append(rot.permute(0, 2, 3, 1, 4).reshape(n, nb, n, nz))  # [D, B·C, S, Z]
-            stack = torch.cat(planes, 1)  # [D, V·B·C, S, Z]
+                att = None if att is None else att.unsqueeze(2)  # [D, Bm, 1, S, Z]
+                if inplace:
+                    dst = stack[:, k * nb : (k + 1) * nb].view(n, b, c, n, nz)
+                    if att is None:
+                        dst.copy_(rot)
+                    else:
+                        torch.mul(rot, att, out=dst)
+                else:
+                    planes.append((rot if att is None else rot * att).reshape(n, nb, n, nz))
+            if not inplace:
+                stack = torch.cat(planes, 1)  # [D, V·B·C, S, Z]
             if blur is None:
                 img = stack.sum(0)
             else:
@@ -295,7 +306,12 @@ class SpectProjector(nn.Module):
                     p = p * att.unsqueeze(2)  # [D, Bm, 1, S, Z]
                 p = p.permute(0, 3, 1, 2, 4).reshape(n * n, nb * nz)
                 term = torch.sparse.mm(adj[v], p)
-                acc = term if acc is None else acc + term
+                if acc is None:
+                    acc = term
+                elif term.requires_grad or acc.requires_grad:
+                    acc = acc + term
+                else:
+                    acc.add_(term)
         x5 = acc.reshape(n, n, b, c, nz).permute(2, 3, 0, 1, 4)
         return x5 if self.is_3d else x5[..., 0]
 
