@@ -1,0 +1,5 @@
+"""Image-quality, quantitative and perceptual metrics for SPECT images."""
+
+from spectdl.metrics import functional
+
+__all__ = ["functional"]
