@@ -40,12 +40,41 @@ def demo(
 
     Example: ``spectdl demo`` (about a minute), or ``spectdl demo --quick`` (seconds).
     """
+    from spectdl.report.html import build_demo_report
     from spectdl.studies.demo import DemoConfig, run_demo
 
-    result = run_demo(DemoConfig(out_dir=out, quick=quick, seed=seed))
-    from spectdl.studies.demo import summary_table
+    with console.status("running the demo study (simulate → OSEM → train → enhance → evaluate)…"):
+        result = run_demo(DemoConfig(out_dir=out, quick=quick, seed=seed))
+        report = build_demo_report(result.run_dir)
+    Console().print(_summary_table(result.summary))
+    Console().print(f"report: [bold]{report}[/bold]")
 
-    Console().print(summary_table(result))
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run folder written by `spectdl demo`.")) -> None:
+    """Rebuild ``report.html`` (and its figures) from a run folder's saved result files."""
+    from spectdl.report.html import build_demo_report
+
+    Console().print(f"report: [bold]{build_demo_report(run_dir)}[/bold]")
+
+
+def _summary_table(summary: dict):
+    from rich.table import Table
+
+    t = Table(title="spectdl demo: held-out 1/7-count scans vs the standard scan")
+    t.add_column("metric")
+    t.add_column("1/7 input", justify="right")
+    t.add_column("enhanced", justify="right")
+    t.add_column("Wilcoxon p", justify="right")
+    tests = summary.get("tests", {})
+    for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM")):
+        sfx = "_db" if key == "psnr" else ""
+        p = tests.get(key, {}).get("p_value")
+        t.add_row(label, f"{summary[key + '_input' + sfx]:.3f}", f"{summary[key + '_enhanced' + sfx]:.3f}",
+                  "n/a" if p is None else f"{p:.2g}")
+    for q, v in summary.get("sphere_abs_error_vs_standard", {}).items():
+        t.add_row(f"|{q} − standard|", f"{v['mean_abs_error_input']:.3f}", f"{v['mean_abs_error_enhanced']:.3f}", "")
+    return t
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -4,6 +4,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from spectdl.errors import InputError
+from spectdl.metrics import SSIM
 from spectdl.metrics.functional import ssim, ssim_map
 
 
@@ -111,3 +112,13 @@ def test_ssim_bad_input():
         ssim(x, x, 0.0)
     with pytest.raises(InputError, match="win_size"):
         ssim(x, x, 1.0, win_size=4)
+
+
+def test_ssim_class_accumulates_the_mean_of_per_image_values():
+    pairs = [_pair((12, 13, 11), seed=s) for s in range(3)]
+    metric = SSIM(3.0)
+    metric.update(torch.tensor(pairs[0][1])[None, None], torch.tensor(pairs[0][0])[None, None])
+    metric.update(torch.tensor(np.stack([p[1] for p in pairs[1:]]))[:, None],
+                  torch.tensor(np.stack([p[0] for p in pairs[1:]]))[:, None])
+    ref = np.mean([_sk(a, b, 3.0) for a, b in pairs])
+    assert float(metric.compute()) == pytest.approx(ref, abs=1e-6)

@@ -23,6 +23,18 @@ def forward_backward():
     return _forward_backward
 
 
+@pytest.fixture(autouse=True)
+def deterministic_init():
+    """Make the default weight initialisation of every model built in a test reproducible.
+
+    ``torch.nn`` layers draw their initial weights from the global generator; forking it keeps the
+    tests independent of their order and leaves the global state as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)

@@ -42,8 +42,10 @@ def test_rrdbnet_parameter_count():
 
 def test_vgg_discriminator_parameter_count_adapts_to_patch():
     assert count_parameters(VGGDiscriminator(1, 1, patch_size=192)) == _vgg_hand_count(1, 1, 192)
-    # ESRGAN's own 128×128 discriminator: the published 14.5 M figure (14,502,281 parameters at 3 channels).
-    assert count_parameters(VGGDiscriminator(3, 1, patch_size=128)) == _vgg_hand_count(3, 1, 128) == 14_502_281
+    # ESRGAN's own 128×128, RGB discriminator (a 4×4 map before the head).
+    rgb128 = VGGDiscriminator(3, 1, patch_size=128)
+    assert count_parameters(rgb128) == _vgg_hand_count(3, 1, 128) == 14_499_401
+    assert _vgg_hand_count(1, 1, 192) - _vgg_hand_count(1, 1, 128) == 512 * (36 - 16) * 100
 
 
 @pytest.mark.parametrize("batch", [1, 2])

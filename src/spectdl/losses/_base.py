@@ -36,7 +36,7 @@ class Loss(nn.Module):
     def _loss(self, pred, target, **context: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def forward(self, pred, target, return_components: bool = False, **context: Any):
+    def forward(self, pred, target, *, return_components: bool = False, **context: Any):
         total, components = self._loss(pred, target, **context)
         self.last_components = {k: v.detach() for k, v in components.items()}
         if return_components:

@@ -36,7 +36,9 @@ def _check_logits(name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor of discriminator outputs, found {type(x).__name__}")
     if not x.is_floating_point() or x.numel() == 0:
-        raise InputError(f"{name}: expected a non-empty floating tensor, found dtype {x.dtype}, shape {tuple(x.shape)}")
+        raise InputError(
+            f"{name}: expected a non-empty floating tensor, found dtype {x.dtype}, shape {tuple(x.shape)}"
+        )
     return x
 
 
@@ -83,7 +85,9 @@ class AdversarialLoss(Loss):
         if self.mode == "lsgan":
             return (f - 1.0).square().mean()
         if real_logits is None:
-            raise InputError("real_logits: the relativistic generator loss needs the discriminator output on real data")
+            raise InputError(
+                "real_logits: None; the relativistic generator loss needs the discriminator output on real data"
+            )
         r = self._raw("real_logits", real_logits)
         return _bce_with_target(f - r.mean(), 1.0) + _bce_with_target(r - f.mean(), 0.0)
 

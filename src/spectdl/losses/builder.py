@@ -200,7 +200,9 @@ def _term(name: str, entry) -> tuple[float, nn.Module]:
     allowed = sorted(k for k in params if k != "self" and params[k].kind is not inspect.Parameter.VAR_KEYWORD)
     for key in options:
         if key not in params and not accepts_any:
-            raise ConfigError(f"terms.{name}: unknown key {key!r} for loss {kind!r}; expected 'weight', 'type' or {allowed}")
+            raise ConfigError(
+                f"terms.{name}: unknown key {key!r} for loss {kind!r}; expected 'weight', 'type' or {allowed}"
+            )
     try:
         return weight, cls(**options)
     except (InputError, TypeError) as exc:

@@ -83,7 +83,8 @@ def _flatten_outputs(outputs) -> list[torch.Tensor]:
         elif isinstance(item, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in item):
             flat.extend(item)
         else:
-            raise InputError(f"pred: expected tensors or one nested sequence of tensors, found {type(item).__name__}")
+            found = type(item).__name__
+            raise InputError(f"pred: expected tensors or one nested sequence of tensors, found {found}")
     return flat
 
 

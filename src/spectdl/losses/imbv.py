@@ -6,14 +6,14 @@ from typing import Mapping
 
 from spectdl.errors import InputError
 from spectdl.losses._base import Loss, check_pair, require_context
-from spectdl.metrics.functional.roi import imbv
+from spectdl.metrics.functional import imbv
 
 
 class IMBVLoss(Loss):
     """``ℓ = mean_b |IMBV(pred_b) − IMBV(target_b)|``, differentiable in ``pred``.
 
     ``IMBV = mean(x over myocardium) / mean(x over LV blood pool)`` per image, computed by
-    :func:`spectdl.metrics.functional.roi.imbv` (so training optimises the very number the
+    :func:`spectdl.metrics.functional.imbv` (so training optimises the very number the
     evaluation reports); it is unitless, so the loss is too. The masks come from the context
     keyword ``masks={"myocardium": M_myo, "blood_pool": M_bp}`` (key names configurable), each
     binary (non-zero = inside) with the image's shape, ``[B, 1, *spatial]`` or ``[*spatial]``.

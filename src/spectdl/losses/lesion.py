@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from spectdl.errors import InputError
-from spectdl.losses._base import Loss, first_given, check_pair, mask_like, require_context, resolve_data_range
+from spectdl.losses._base import Loss, check_pair, first_given, mask_like, require_context, resolve_data_range
 from spectdl.losses.composite import CompositeLoss, _call_term
 from spectdl.losses.pixel import L1Loss
 from spectdl.losses.ssim import SSIMLoss

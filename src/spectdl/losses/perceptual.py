@@ -45,7 +45,8 @@ def _features_as_dict(out, layers: Sequence[str] | None) -> dict[str, torch.Tens
     elif isinstance(out, torch.Tensor):
         feats = {"out": out}
     elif isinstance(out, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in out):
-        names = list(layers) if layers is not None and len(layers) == len(out) else [str(i) for i in range(len(out))]
+        named = layers is not None and len(layers) == len(out)
+        names = list(layers) if named else [str(i) for i in range(len(out))]
         feats = dict(zip(names, out))
     else:
         raise InputError(
@@ -102,7 +103,8 @@ class PerceptualLoss(Loss):
             layers = tuple(layers) if layers is not None else DEFAULT_LAYERS
             feature_extractor = VGGFeatures(variant="vgg19", layers=list(layers), weights_path=weights_path)
         elif not isinstance(feature_extractor, nn.Module):
-            raise InputError(f"feature_extractor: expected an nn.Module or None, found {type(feature_extractor).__name__}")
+            found = type(feature_extractor).__name__
+            raise InputError(f"feature_extractor: expected an nn.Module or None, found {found}")
         if imagenet_normalize is None:
             imagenet_normalize = isinstance(feature_extractor, VGGFeatures)
         self.imagenet_normalize = bool(imagenet_normalize)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from spectdl.errors import InputError
-from spectdl.losses._base import Loss, first_given, check_pair, resolve_data_range
+from spectdl.losses._base import Loss, check_pair, first_given, resolve_data_range
 
 
 class L1Loss(Loss):

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from spectdl.losses._base import Loss, first_given, check_pair, resolve_data_range, spatial_dims_of
+from spectdl.losses._base import Loss, check_pair, first_given, resolve_data_range, spatial_dims_of
 from spectdl.metrics.functional import ssim as _ssim
 
 

@@ -77,6 +77,7 @@ WEIGHT_FILES: dict[str, str] = {
 }
 
 _IGNORED_PREFIXES = ("classifier.", "fc.", "AuxLogits.")
+_META = torch.device("meta")
 
 
 def load_state_dict_file(weights_path, what: str) -> dict[str, torch.Tensor]:
@@ -91,10 +92,12 @@ def load_state_dict_file(weights_path, what: str) -> dict[str, torch.Tensor]:
     """
     recipe = WEIGHT_FILES.get(what, what)
     if weights_path is None:
-        raise InputError(f"weights_path: no weights file was given for {what}; expected a local copy of {recipe}")
+        raise InputError(f"weights_path: no weights file was given for {what}; expected a local copy of "
+                         f"{recipe}")
     path = Path(weights_path)
     if not path.is_file():
-        raise InputError(f"weights_path: file {str(path)!r} does not exist; expected a local copy of {recipe}")
+        raise InputError(f"weights_path: file {str(path)!r} does not exist; expected a local copy of "
+                         f"{recipe}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -146,12 +149,30 @@ def _random_init(module: nn.Module, generator: torch.Generator | None) -> None:
                 m.bias.zero_()
                 m.running_mean.zero_()
                 m.running_var.fill_(1.0)
+                m.num_batches_tracked.zero_()
 
 
-def _freeze(module: nn.Module) -> None:
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
+def _materialise(module: nn.Module, weights_path, what: str, generator, requires_grad: bool) -> None:
+    # Layers are built on the meta device, so torch's default initialisation (slow for 20 M
+    # weights, and drawn from the global RNG) never runs; every value is then set here.
+    for m in module.modules():
+        for name, p in list(m._parameters.items()):
+            if p is not None:
+                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype), p.requires_grad)
+        for name, b in list(m._buffers.items()):
+            if b is not None:
+                m._buffers[name] = torch.empty(b.shape, dtype=b.dtype)
+    if weights_path is None:
+        _random_init(module, generator)
+    else:
+        for name, buf in module.named_buffers():
+            if name.endswith("num_batches_tracked"):
+                buf.zero_()
+        _load_into(module, weights_path, what)
+    if not requires_grad:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
 
 
 def _check_rgb(x: torch.Tensor, name: str) -> None:
@@ -208,7 +229,7 @@ class VGGFeatures(nn.Module):
         in_ch = 3
         for b, (n_conv, width) in enumerate(zip(_VGG_BLOCKS[variant], _VGG_WIDTHS), start=1):
             for i in range(1, n_conv + 1):
-                modules += [nn.Conv2d(in_ch, width, 3, padding=1), nn.ReLU(inplace=False)]
+                modules += [nn.Conv2d(in_ch, width, 3, padding=1, device=_META), nn.ReLU(inplace=False)]
                 self.layer_names += [f"conv{b}_{i}", f"relu{b}_{i}"]
                 in_ch = width
             modules.append(nn.MaxPool2d(2, 2))
@@ -217,12 +238,7 @@ class VGGFeatures(nn.Module):
         # All of torchvision's feature layers are kept so that ``features.<i>`` indices match the file.
         self.features = nn.Sequential(*modules)
         self._last = max(self.layer_names.index(n) for n in self.layers)
-        if weights_path is None:
-            _random_init(self, generator)
-        else:
-            _load_into(self, weights_path, variant)
-        if not requires_grad:
-            _freeze(self)
+        _materialise(self, weights_path, variant, generator, requires_grad)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         _check_rgb(x, "x")
@@ -256,7 +272,7 @@ def vgg16_features(layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "re
 
 
 def vgg19_features(layers: Sequence[str] = ("relu5_4",), weights_path=None, **kwargs) -> VGGFeatures:
-    """``VGGFeatures("vgg19", layers, weights_path, ...)``; default layer as in ESRGAN's loss (before pool5)."""
+    """``VGGFeatures("vgg19", layers, weights_path, ...)``; default: ESRGAN's loss layer (before pool5)."""
     return VGGFeatures("vgg19", layers, weights_path, **kwargs)
 
 
@@ -271,17 +287,17 @@ class AlexNetFeatures(nn.Module):
     """
 
     _SPEC = (  # (name, module factory)
-        ("conv1", lambda: nn.Conv2d(3, 64, 11, stride=4, padding=2)),
+        ("conv1", lambda: nn.Conv2d(3, 64, 11, stride=4, padding=2, device=_META)),
         ("relu1", lambda: nn.ReLU()),
         ("pool1", lambda: nn.MaxPool2d(3, 2)),
-        ("conv2", lambda: nn.Conv2d(64, 192, 5, padding=2)),
+        ("conv2", lambda: nn.Conv2d(64, 192, 5, padding=2, device=_META)),
         ("relu2", lambda: nn.ReLU()),
         ("pool2", lambda: nn.MaxPool2d(3, 2)),
-        ("conv3", lambda: nn.Conv2d(192, 384, 3, padding=1)),
+        ("conv3", lambda: nn.Conv2d(192, 384, 3, padding=1, device=_META)),
         ("relu3", lambda: nn.ReLU()),
-        ("conv4", lambda: nn.Conv2d(384, 256, 3, padding=1)),
+        ("conv4", lambda: nn.Conv2d(384, 256, 3, padding=1, device=_META)),
         ("relu4", lambda: nn.ReLU()),
-        ("conv5", lambda: nn.Conv2d(256, 256, 3, padding=1)),
+        ("conv5", lambda: nn.Conv2d(256, 256, 3, padding=1, device=_META)),
         ("relu5", lambda: nn.ReLU()),
         ("pool5", lambda: nn.MaxPool2d(3, 2)),
     )
@@ -299,12 +315,7 @@ class AlexNetFeatures(nn.Module):
         self.layers = _check_layers(layers, self.layer_names, "alexnet")
         self.features = nn.Sequential(*(make() for _, make in self._SPEC))
         self._last = max(self.layer_names.index(n) for n in self.layers)
-        if weights_path is None:
-            _random_init(self, generator)
-        else:
-            _load_into(self, weights_path, "alexnet")
-        if not requires_grad:
-            _freeze(self)
+        _materialise(self, weights_path, "alexnet", generator, requires_grad)
 
     forward = VGGFeatures.forward
 
@@ -322,8 +333,8 @@ class _ConvBN(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel, stride=1, padding=0) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False, device=_META)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001, device=_META)
 
     def forward(self, x):
         return F.relu(self.bn(self.conv(x)))
@@ -487,12 +498,7 @@ class InceptionV3Features(nn.Module):
         self.Mixed_7b = _MixedE(1280, avg)
         self.Mixed_7c = _MixedE(2048, "max" if fid_variant else "avg")
         what = "inception_fid" if fid_variant else "inception_torchvision"
-        if weights_path is None:
-            _random_init(self, generator)
-        else:
-            _load_into(self, weights_path, what)
-        if not requires_grad:
-            _freeze(self)
+        _materialise(self, weights_path, what, generator, requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_rgb(x, "x")

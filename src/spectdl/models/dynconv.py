@@ -34,7 +34,9 @@ def _triple(value, name: str, owner: str) -> tuple[int, int, int]:
 
 
 def _attention_mlp(in_features: int, n: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_features, 2 * n), nn.ReLU(inplace=True), nn.Linear(2 * n, n), nn.Sigmoid())
+    return nn.Sequential(
+        nn.Linear(in_features, 2 * n), nn.ReLU(inplace=True), nn.Linear(2 * n, n), nn.Sigmoid()
+    )
 
 
 @register("dynconv3d")
@@ -133,12 +135,13 @@ class DynConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor, attention_input: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, self.in_channels, 3, type(self).__name__)
-        z = x if attention_input is None else attention_input
-        if z.shape[0] != x.shape[0]:
+        attention = self.attention(x if attention_input is None else attention_input)
+        if attention[0].shape[0] != x.shape[0]:
             raise InputError(
-                f"{type(self).__name__}: attention input batch {z.shape[0]}; expected x's batch {x.shape[0]}"
+                f"{type(self).__name__}: attention input batch {attention[0].shape[0]}; "
+                f"expected x's batch {x.shape[0]}"
             )
-        return self.conv(x, self.kernel(*self.attention(z)))
+        return self.conv(x, self.kernel(*attention))
 
 
 @register("dynconvtranspose3d")
@@ -176,7 +179,9 @@ _MODES = ("static", "dynamic", "dc-dynamic")
 class _Block(nn.Module):
     """A (dynamic) convolution or transposed convolution, ReLU, then a dense block."""
 
-    def __init__(self, mode: str, transposed: bool, in_channels: int, features: int, kernel_size, dense_layers: int):
+    def __init__(
+        self, mode: str, transposed: bool, in_channels: int, features: int, kernel_size, dense_layers: int
+    ):
         super().__init__()
         self.mode = mode
         if mode == "static":
@@ -251,7 +256,10 @@ class DynUNet3d(nn.Module):
         self.long_skip = bool(long_skip)
         k = (3, 3, 1)
         self.down = nn.ModuleList(
-            [_Block(mode, False, in_channels if i == 0 else features, features, k, dense_layers) for i in range(4)]
+            [
+                _Block(mode, False, in_channels if i == 0 else features, features, k, dense_layers)
+                for i in range(4)
+            ]
         )
         self.up = nn.ModuleList([_Block(mode, True, features, features, k, dense_layers) for _ in range(4)])
         self.head = nn.Conv3d(features, out_channels, 1)
@@ -260,7 +268,8 @@ class DynUNet3d(nn.Module):
         check_input(x, self.in_channels, 3, type(self).__name__, min_size=1)
         if x.shape[2] < 9 or x.shape[3] < 9:
             raise InputError(
-                f"DynUNet3d: x spatial size {tuple(x.shape[2:])}; expected X, Y >= 9 (four valid 3×3 in-plane layers)"
+                f"DynUNet3d: x spatial size {tuple(x.shape[2:])}; expected X, Y >= 9 "
+                "(four valid 3×3 in-plane layers)"
             )
         h, running = x, None
         downs = []

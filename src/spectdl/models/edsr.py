@@ -19,7 +19,9 @@ class ResBlock(nn.Module):
     def __init__(self, features: int, residual_scale: float = 1.0, spatial_dims: int = 2):
         super().__init__()
         c = conv(spatial_dims)
-        self.body = nn.Sequential(c(features, features, 3, padding=1), nn.ReLU(inplace=True), c(features, features, 3, padding=1))
+        self.body = nn.Sequential(
+            c(features, features, 3, padding=1), nn.ReLU(inplace=True), c(features, features, 3, padding=1)
+        )
         self.residual_scale = residual_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +65,8 @@ class EDSR(nn.Module):
         c = conv(sd)
         self.head = c(in_channels, features, 3, padding=1)
         self.body = nn.Sequential(
-            *[ResBlock(features, residual_scale, sd) for _ in range(int(num_blocks))], c(features, features, 3, padding=1)
+            *[ResBlock(features, residual_scale, sd) for _ in range(int(num_blocks))],
+            c(features, features, 3, padding=1),
         )
         self.tail = c(features, out_channels, 3, padding=1)
 

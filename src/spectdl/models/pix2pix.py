@@ -97,7 +97,11 @@ class Pix2PixGenerator(nn.Module):
         self.decoder = nn.ModuleList()
         for k, f in enumerate(dec_out):
             cin = features[-1] if k == 0 else 2 * dec_out[k - 1]
-            layers = [conv_transpose(sd)(cin, f, 4, stride=2, padding=1), batch_norm(sd)(f), nn.ReLU(inplace=True)]
+            layers = [
+                conv_transpose(sd)(cin, f, 4, stride=2, padding=1),
+                batch_norm(sd)(f),
+                nn.ReLU(inplace=True),
+            ]
             if k == 0 and dropout > 0:
                 layers.append(nn.Dropout(dropout))
             self.decoder.append(nn.Sequential(*layers))
@@ -129,7 +133,8 @@ class PatchDiscriminator(nn.Module):
     with ``BCEWithLogitsLoss``; this is the numerically stable reference option).
 
     Shapes: ``[B, in, *S] -> [B, out, *P]`` with ``P_i = S_i / 8 - 1`` (a 64×64 pair gives a 7×7 map
-    of patch scores, each with a 46×46 receptive field); ``S_i`` divisible by 8 and at least 16. ``forward(x, y)`` concatenates ``x`` and ``y`` along channels first.
+    of patch scores, each with a 46×46 receptive field); ``S_i`` divisible by 8 and at least 16.
+    ``forward(x, y)`` concatenates ``x`` and ``y`` along channels first.
 
     Args:
         in_channels: channels of the concatenated pair (2 for single-channel condition and image).
@@ -158,7 +163,11 @@ class PatchDiscriminator(nn.Module):
         prev = in_channels
         for k, stride in enumerate((2, 2, 2, 1)):
             f = features * 2**k
-            layers += [conv(sd)(prev, f, 4, stride=stride, padding=1), batch_norm(sd)(f), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                conv(sd)(prev, f, 4, stride=stride, padding=1),
+                batch_norm(sd)(f),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             prev = f
         layers += [conv(sd)(prev, out_channels, 1), batch_norm(sd)(out_channels)]
         if not self.logits:
@@ -170,7 +179,8 @@ class PatchDiscriminator(nn.Module):
             if not isinstance(y, torch.Tensor) or y.shape[0] != x.shape[0] or y.shape[2:] != x.shape[2:]:
                 found = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                 raise InputError(
-                    f"PatchDiscriminator: y has shape {found}; expected batch and spatial sizes of x {tuple(x.shape)}"
+                    f"PatchDiscriminator: y has shape {found}; "
+                    f"expected the batch and spatial sizes of x {tuple(x.shape)}"
                 )
             x = torch.cat([x, y], dim=1)
         check_input(x, self.in_channels, self.spatial_dims, type(self).__name__, divisor=8, min_size=16)

@@ -22,7 +22,10 @@ class ChannelAttention(nn.Module):
         super().__init__()
         c = conv(spatial_dims)
         self.net = nn.Sequential(
-            c(features, features // reduction, 1), nn.ReLU(inplace=True), c(features // reduction, features, 1), nn.Sigmoid()
+            c(features, features // reduction, 1),
+            nn.ReLU(inplace=True),
+            c(features // reduction, features, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +99,9 @@ class RCAN(nn.Module):
         self.out_channels = check_channels(out_channels, "out_channels", owner)
         check_channels(features, "features", owner)
         if not isinstance(reduction, int) or reduction < 1 or features // reduction < 1:
-            raise ConfigError(f"{owner}: reduction={reduction!r}; expected an integer in [1, features={features}]")
+            raise ConfigError(
+                f"{owner}: reduction={reduction!r}; expected an integer in [1, features={features}]"
+            )
         self.long_skip = bool(long_skip)
         c = conv(sd)
         self.head = c(in_channels, features, 3, padding=1)

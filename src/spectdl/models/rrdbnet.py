@@ -26,8 +26,9 @@ from spectdl.models.registry import register
 def pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Sub-pixel rearrangement in N-D: ``[B, C·r^d, *S] -> [B, C, *(r·S)]``.
 
-    Channel ``c·r^d + (i_1·r^{d-1} + ... + i_d)`` goes to output position ``(r·s_1 + i_1, ..., r·s_d + i_d)``
-    of channel ``c``; in 2-D this is exactly ``torch.nn.functional.pixel_shuffle``.
+    Channel ``c·r^d + (i_1·r^{d-1} + ... + i_d)`` goes to output position
+    ``(r·s_1 + i_1, ..., r·s_d + i_d)`` of channel ``c``; in 2-D this is exactly
+    ``torch.nn.functional.pixel_shuffle``.
     """
     d = x.dim() - 2
     b, c, *size = x.shape
@@ -47,7 +48,9 @@ class ResidualDenseBlock(nn.Module):
     channels, linear), output ``x + residual_scale · x_5``.
     """
 
-    def __init__(self, features: int = 64, growth: int = 32, residual_scale: float = 0.2, spatial_dims: int = 2):
+    def __init__(
+        self, features: int = 64, growth: int = 32, residual_scale: float = 0.2, spatial_dims: int = 2
+    ):
         super().__init__()
         self.residual_scale = residual_scale
         c = conv(spatial_dims)
@@ -68,7 +71,9 @@ class ResidualDenseBlock(nn.Module):
 class RRDB(nn.Module):
     """Residual-in-residual dense block: three residual dense blocks, ``x + 0.2 · RDB3(RDB2(RDB1(x)))``."""
 
-    def __init__(self, features: int = 64, growth: int = 32, residual_scale: float = 0.2, spatial_dims: int = 2):
+    def __init__(
+        self, features: int = 64, growth: int = 32, residual_scale: float = 0.2, spatial_dims: int = 2
+    ):
         super().__init__()
         self.residual_scale = residual_scale
         self.blocks = nn.Sequential(
@@ -118,7 +123,9 @@ class RRDBNet(nn.Module):
         self.long_skip = bool(long_skip)
         c = conv(sd)
         self.conv_first = c(in_channels, features, 3, padding=1)
-        self.body = nn.Sequential(*[RRDB(features, growth, residual_scale, sd) for _ in range(int(num_blocks))])
+        self.body = nn.Sequential(
+            *[RRDB(features, growth, residual_scale, sd) for _ in range(int(num_blocks))]
+        )
         self.conv_body = c(features, features, 3, padding=1)
         self.conv_up = c(features, features * 2**sd, 3, padding=1)
         self.conv_down = c(features, features, 3, stride=2, padding=1)

@@ -77,7 +77,9 @@ class SPECTnetEncoder(nn.Module):
 
     image_size = 128
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 256, features: Sequence[int] = (64, 64, 128, 128)):
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 256, features: Sequence[int] = (64, 64, 128, 128)
+    ):
         super().__init__()
         owner = type(self).__name__
         self.in_channels = check_channels(in_channels, "in_channels", owner)
@@ -122,7 +124,12 @@ class SPECTnetDecoder(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 256, out_channels: int = 1, hidden: int = 2048, features: int = 32, image_size: int = 128
+        self,
+        in_channels: int = 256,
+        out_channels: int = 1,
+        hidden: int = 2048,
+        features: int = 32,
+        image_size: int = 128,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -132,7 +139,10 @@ class SPECTnetDecoder(nn.Module):
         check_channels(features, "features", owner)
         self.image_size = check_channels(image_size, "image_size", owner)
         self.fc = nn.Sequential(
-            nn.Linear(in_channels, hidden), nn.Sigmoid(), nn.Linear(hidden, image_size * image_size), nn.Sigmoid()
+            nn.Linear(in_channels, hidden),
+            nn.Sigmoid(),
+            nn.Linear(hidden, image_size * image_size),
+            nn.Sigmoid(),
         )
         self.convs = nn.Sequential(
             nn.Conv2d(1, features, 3, padding=1),
@@ -163,10 +173,13 @@ class SPECTnet(nn.Module):
         super().__init__()
         if mapper.out_channels != decoder.in_channels:
             raise ConfigError(
-                f"SPECTnet: mapper code length {mapper.out_channels} != decoder in_channels {decoder.in_channels}"
+                f"SPECTnet: mapper code length {mapper.out_channels}; "
+                f"expected the decoder's in_channels {decoder.in_channels}"
             )
         self.mapper = mapper
         self.decoder = decoder
+        self.in_channels = mapper.in_channels
+        self.out_channels = decoder.out_channels
 
     @classmethod
     def from_channels(cls, in_channels: int = 2, out_channels: int = 1, latent: int = 256) -> "SPECTnet":

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from spectdl.errors import ConfigError
 from spectdl.models._common import (
     batch_norm,
     check_channels,
@@ -61,14 +62,17 @@ class RSU(nn.Module):
     ):
         super().__init__()
         if height < 2:
-            raise ValueError(f"RSU: height={height}; expected >= 2")
+            raise ConfigError(f"RSU: height={height}; expected an integer >= 2")
         sd = spatial_dims
         self.dilated = dilated
         enc_dil = [2**i for i in range(height - 1)] if dilated else [1] * (height - 1)
         bottom_dil = 2 ** (height - 1) if dilated else 2
         self.conv_in = _ConvBNReLU(sd, in_channels, out_channels, 1)
         self.encoder = nn.ModuleList(
-            [_ConvBNReLU(sd, out_channels if i == 0 else mid_channels, mid_channels, d) for i, d in enumerate(enc_dil)]
+            [
+                _ConvBNReLU(sd, out_channels if i == 0 else mid_channels, mid_channels, d)
+                for i, d in enumerate(enc_dil)
+            ]
         )
         self.bottom = _ConvBNReLU(sd, mid_channels, mid_channels, bottom_dil)
         dec_dil = enc_dil[::-1]
@@ -136,7 +140,9 @@ class U2Net(nn.Module):
     _encoder_config = _U2NET_ENCODER
     _decoder_config = _U2NET_DECODER
 
-    def __init__(self, in_channels: int = 2, out_channels: int = 1, spatial_dims: int = 2, long_skip: bool = True):
+    def __init__(
+        self, in_channels: int = 2, out_channels: int = 1, spatial_dims: int = 2, long_skip: bool = True
+    ):
         super().__init__()
         owner = type(self).__name__
         self.spatial_dims = check_spatial_dims(spatial_dims, owner=owner)
@@ -151,7 +157,10 @@ class U2Net(nn.Module):
             ]
         )
         self.decoder = nn.ModuleList(
-            [RSU(h, cin, mid, cout, dilated=dil, spatial_dims=sd) for h, dil, cin, mid, cout in self._decoder_config]
+            [
+                RSU(h, cin, mid, cout, dilated=dil, spatial_dims=sd)
+                for h, dil, cin, mid, cout in self._decoder_config
+            ]
         )
         # Side i reads decoder output i (finest first) and, for i = 6, the deepest encoder stage.
         side_channels = [cfg[4] for cfg in reversed(self._decoder_config)] + [self._encoder_config[-1][4]]

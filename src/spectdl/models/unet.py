@@ -82,13 +82,20 @@ class UNet(nn.Module):
         )
         self.pool = max_pool(sd)(2)
         self.upconv = nn.ModuleList(
-            [conv_transpose(sd)(features[k + 1], features[k], 2, stride=2) for k in reversed(range(self.levels - 1))]
+            [
+                conv_transpose(sd)(features[k + 1], features[k], 2, stride=2)
+                for k in reversed(range(self.levels - 1))
+            ]
         )
-        self.up = nn.ModuleList([DoubleConv(2 * features[k], features[k], sd) for k in reversed(range(self.levels - 1))])
+        self.up = nn.ModuleList(
+            [DoubleConv(2 * features[k], features[k], sd) for k in reversed(range(self.levels - 1))]
+        )
         self.head = conv(sd)(features[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_channels, self.spatial_dims, type(self).__name__, min_size=2 ** (self.levels - 1))
+        check_input(
+            x, self.in_channels, self.spatial_dims, type(self).__name__, min_size=2 ** (self.levels - 1)
+        )
         skips = []
         h = x
         for k, block in enumerate(self.down):

@@ -6,5 +6,9 @@ Every phantom function is deterministic given ``seed`` or ``generator`` and batc
 
 from spectdl.phantoms.base import Phantom, PlanarPhantom
 from spectdl.phantoms.brain2d import brain2d
+from spectdl.phantoms.cardiac import cardiac
+from spectdl.phantoms.nema_iec import nema_iec
+from spectdl.phantoms.published import load_interfile, read_material_ranges
+from spectdl.phantoms.wholebody import wholebody_planar
 
-__all__ = ["Phantom", "PlanarPhantom", "brain2d"]
+__all__ = ["Phantom", "PlanarPhantom", "brain2d", "cardiac", "load_interfile", "nema_iec", "read_material_ranges", "wholebody_planar"]

@@ -78,7 +78,7 @@ def brain2d(
         skull_thickness_mm: range of the bone ring thickness.
         skull_activity: activity of the skull ring (1 = part of the elliptical background).
         region_radius_mm: range of the mean blob radius ``r₀``.
-        roughness: amplitude scale of the Fourier radius (0 gives circles).
+        roughness: amplitude scale of the Fourier radius, in [0, 0.45] so that r(φ) > 0 (0 gives circles).
         hot_mean, hot_sd, hot_range: Gaussian of the hot-region activity and its clipping interval.
         energy_kev: photon energy of the attenuation map.
         antialias: weight edge pixels by their covered fraction (``False``: pixel centres only).
@@ -115,7 +115,7 @@ def brain2d(
     r_lo, r_hi = check_range("region_radius_mm", region_radius_mm, 0)
     if r_lo <= 0:
         raise InputError(f"region_radius_mm: expected values > 0, found {region_radius_mm!r}")
-    rough = check_number("roughness", roughness, 0, 0.9)
+    rough = check_number("roughness", roughness, 0, 0.45)
     hot_mean = check_number("hot_mean", hot_mean, 0)
     hot_sd = check_number("hot_sd", hot_sd, 0)
     h_lo, h_hi = check_range("hot_range", hot_range, 1)

@@ -107,8 +107,22 @@ class DepthBlur:
         return DepthBlur(pick(self.inc_s), pick(self.base_s), pick(self.inc_z), pick(self.base_z))
 
     @staticmethod
-    def _conv(img: torch.Tensor, ks: torch.Tensor, kz: torch.Tensor | None) -> torch.Tensor:
+    def _three_tap(img: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
+        """``[a, 1−2a, a]`` along ``dim`` (1 or 2) with zero padding, by shifted adds: for these
+        tiny kernels this is far cheaper than a grouped convolution call."""
+        side = k[:, 0].view(-1, 1, 1)
+        out = img * k[:, 1].view(-1, 1, 1)
+        n = img.shape[dim]
+        out.narrow(dim, 1, n - 1).addcmul_(img.narrow(dim, 0, n - 1), side)
+        out.narrow(dim, 0, n - 1).addcmul_(img.narrow(dim, 1, n - 1), side)
+        return out
+
+    @classmethod
+    def _conv(cls, img: torch.Tensor, ks: torch.Tensor, kz: torch.Tensor | None) -> torch.Tensor:
         """Depthwise convolution of ``img [G, S, Z]`` with the separable kernel ``ks ⊗ kz``."""
+        if ks.shape[-1] == 3 and (kz is None or kz.shape[-1] == 3):
+            out = cls._three_tap(img, ks, 1)
+            return out if kz is None else cls._three_tap(out, kz, 2)
         g = img.shape[0]
         hs = ks.shape[-1] // 2
         if kz is None:

@@ -28,8 +28,13 @@ def is_table(data: Any) -> bool:
     return pd is not None and isinstance(data, pd.DataFrame)
 
 
+def column_keys(data: Any) -> list[Any]:
+    """The column keys of a mapping or DataFrame, in order."""
+    return list(data.keys() if isinstance(data, Mapping) else data.columns)
+
+
 def column_names(data: Any) -> list[str]:
-    return [str(c) for c in (data.keys() if isinstance(data, Mapping) else data.columns)]
+    return [str(c) for c in column_keys(data)]
 
 
 def column(data: Any, name: str, arg: str) -> Any:
@@ -51,6 +56,10 @@ def as_vector(values: Any, arg: str, *, dtype: type = np.float64, min_length: in
     """A finite 1-D numpy array of ``dtype`` with at least ``min_length`` entries, or ``InputError``."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(values, (pd.Series, pd.Index)) and values.hasnans:
+        # nullable pandas dtypes hold pd.NA, which numpy cannot cast; NaN gets the usual message below
+        values = values.astype(object).where(values.notna(), np.nan)
     try:
         arr = np.asarray(values)
     except Exception as exc:  # ragged lists and other oddities
@@ -112,13 +121,15 @@ def paired_vectors(
 ) -> tuple[np.ndarray, np.ndarray, str, str]:
     """Two finite float arrays of equal length (the paired cases), with their labels."""
     ra, rb, la, lb = resolve_pair(data, a, b, names)
-    x = as_vector(ra, names[0] if la == names[0] else f"{names[0]} ({la!r})", min_length=min_length)
-    y = as_vector(rb, names[1] if lb == names[1] else f"{names[1]} ({lb!r})", min_length=min_length)
+    x = as_vector(ra, names[0] if la == names[0] else f"{names[0]} ({la!r})")
+    y = as_vector(rb, names[1] if lb == names[1] else f"{names[1]} ({lb!r})")
     if x.size != y.size:
         raise InputError(
             f"{names[0]}, {names[1]}: paired samples must have equal lengths (one value per case), "
             f"found {x.size} and {y.size}"
         )
+    if x.size < min_length:
+        raise InputError(f"{names[0]}, {names[1]}: {x.size} pair(s) given; at least {min_length} are needed")
     return x, y, la, lb
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from spectdl.stats._data import (
     as_vector,
     check_confidence_level,
     column,
+    column_keys,
     column_names,
     is_table,
 )
@@ -38,7 +39,9 @@ def _wide(
     long_args = (value, subject, condition)
     if any(a is not None for a in long_args):
         if columns is not None:
-            raise InputError("columns: give either columns (wide table) or value/subject/condition (long table)")
+            raise InputError(
+                "columns: give either columns (wide table) or value/subject/condition (long table)"
+            )
         if any(a is None for a in long_args):
             raise InputError(
                 f"value, subject, condition: a long table needs all three column names, found "
@@ -76,14 +79,16 @@ def _wide(
         labels = [str(c) for c in columns]
     elif is_table(data):
         labels = column_names(data)
-        cols = [column(data, c, "columns") for c in (data.keys() if isinstance(data, Mapping) else data.columns)]
+        cols = [column(data, c, "columns") for c in column_keys(data)]
     else:
         if isinstance(data, torch.Tensor):
             data = data.detach().cpu().numpy()
         try:
             arr = np.asarray(data, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"data: expected a table or an n_subjects × n_conditions array ({exc})") from exc
+            raise InputError(
+                f"data: expected a table or an n_subjects × n_conditions array ({exc})"
+            ) from exc
         if arr.ndim != 2:
             raise InputError(f"data: expected an n_subjects × n_conditions array, found shape {arr.shape}")
         cols = list(arr.T)
@@ -301,7 +306,9 @@ def _independent_groups(
 ) -> tuple[list[np.ndarray], list[str]]:
     if value is not None or condition is not None:
         if value is None or condition is None:
-            raise InputError(f"value, condition: both are needed, found value={value!r}, condition={condition!r}")
+            raise InputError(
+                f"value, condition: both are needed, found value={value!r}, condition={condition!r}"
+            )
         y = as_vector(column(data, value, "value"), f"value ({value!r})")
         cond = np.asarray(column(data, condition, "condition")).astype(str)
         if cond.shape != y.shape:
@@ -311,7 +318,7 @@ def _independent_groups(
     else:
         if columns is None and not is_table(data):
             raise InputError(f"data: expected a table of groups, found {type(data).__name__}")
-        names = list(columns) if columns is not None else list(data.keys() if isinstance(data, Mapping) else data.columns)
+        names = list(columns) if columns is not None else column_keys(data)
         groups = [as_vector(column(data, c, "columns"), f"columns ({c!r})") for c in names]
         labels = [str(c) for c in names]
     if len(groups) < 2:

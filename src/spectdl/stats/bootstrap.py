@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,15 +61,17 @@ def run_bootstrap(
     Several samples are resampled independently of each other (a stratified bootstrap).
     ``statistic(*samples, axis=-1)`` must be vectorised over a leading batch axis.
     """
-    res = stats.bootstrap(
-        samples,
-        statistic,
-        n_resamples=n_resamples,
-        confidence_level=confidence_level,
-        method=method,
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = stats.bootstrap(
+            samples,
+            statistic,
+            n_resamples=n_resamples,
+            confidence_level=confidence_level,
+            method=method,
+            vectorized=True,
+            rng=np.random.default_rng(seed),
+        )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if math.isnan(lo) or math.isnan(hi):
         # BCa divides by the spread of the jackknife values; a degenerate sample gives 0/0.
@@ -76,6 +79,8 @@ def run_bootstrap(
             f"method: the {method!r} bootstrap interval is undefined for this sample (every resample "
             "gives the same statistic); use method='percentile'"
         )
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return lo, hi, float(res.standard_error)
 
 

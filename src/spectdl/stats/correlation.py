@@ -43,7 +43,9 @@ def _xy(data: Any, x: Any, y: Any, min_length: int) -> tuple[np.ndarray, np.ndar
     return u, v, lx, ly
 
 
-def pearson(data: Any = None, x: Any = None, y: Any = None, *, confidence_level: float = 0.95) -> CorrelationResult:
+def pearson(
+    data: Any = None, x: Any = None, y: Any = None, *, confidence_level: float = 0.95
+) -> CorrelationResult:
     """Pearson's ``r`` (``scipy.stats.pearsonr``) with the Fisher-z interval
     ``tanh(atanh(r) ± z_{1-α/2} / sqrt(n - 3))``. Needs ``n >= 4``.
 
@@ -53,11 +55,14 @@ def pearson(data: Any = None, x: Any = None, y: Any = None, *, confidence_level:
     cl = check_confidence_level(confidence_level)
     res = stats.pearsonr(u, v)
     ci = res.confidence_interval(cl)
-    return CorrelationResult("pearson", float(res.statistic), float(res.pvalue), float(ci.low), float(ci.high), cl,
-                             u.size, lx, ly)
+    return CorrelationResult(
+        "pearson", float(res.statistic), float(res.pvalue), float(ci.low), float(ci.high), cl, u.size, lx, ly
+    )
 
 
-def spearman(data: Any = None, x: Any = None, y: Any = None, *, confidence_level: float = 0.95) -> CorrelationResult:
+def spearman(
+    data: Any = None, x: Any = None, y: Any = None, *, confidence_level: float = 0.95
+) -> CorrelationResult:
     """Spearman's ``ρ`` (``scipy.stats.spearmanr``) with a Fisher-z interval using the Bonett & Wright
     (Psychometrika 2000;65:23-28) standard error ``sqrt((1 + ρ²/2) / (n - 3))``. Needs ``n >= 4``.
     """
@@ -110,7 +115,9 @@ class LinearFitResult(Result):
         return self.slope * np.asarray(x, dtype=np.float64) + self.intercept
 
 
-def linear_fit(data: Any = None, x: Any = None, y: Any = None, *, confidence_level: float = 0.95) -> LinearFitResult:
+def linear_fit(
+    data: Any = None, x: Any = None, y: Any = None, *, confidence_level: float = 0.95
+) -> LinearFitResult:
     """Ordinary least-squares fit of ``y`` on ``x`` (``scipy.stats.linregress``). Needs ``n >= 3``.
 
     Intervals: ``b ± t_{1-α/2, n-2} SE(b)`` for slope and intercept.
@@ -118,6 +125,8 @@ def linear_fit(data: Any = None, x: Any = None, y: Any = None, *, confidence_lev
     u, v, lx, ly = paired_vectors(data, x, y, names=("x", "y"), min_length=3)
     if np.ptp(u) == 0:
         raise InputError(f"{lx}: all {u.size} x values equal {float(u[0])!r}; the slope is undefined")
+    if np.ptp(v) == 0:
+        raise InputError(f"{ly}: all {v.size} y values equal {float(v[0])!r}; R² is undefined (0/0)")
     cl = check_confidence_level(confidence_level)
     res = stats.linregress(u, v)
     t = float(stats.t.ppf(0.5 + cl / 2.0, u.size - 2))

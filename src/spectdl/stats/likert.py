@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from spectdl.errors import InputError
-from spectdl.stats._data import Result, as_vector, column, column_names, is_table
+from spectdl.stats._data import Result, as_vector, column, column_keys, column_names, is_table
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,9 @@ def likert_summary(
     groups: list[tuple[str, Any]]
     if score is not None or by is not None:
         if score is None or by is None:
-            raise InputError(f"score, by: a long table needs both column names, found score={score!r}, by={by!r}")
+            raise InputError(
+                f"score, by: a long table needs both column names, found score={score!r}, by={by!r}"
+            )
         s = as_vector(column(data, score, "score"), f"score ({score!r})")
         g = np.asarray(column(data, by, "by")).astype(str)
         if g.shape != s.shape:
@@ -75,9 +77,7 @@ def likert_summary(
         groups = [(lab, s[g == lab]) for lab in dict.fromkeys(g.tolist())]
     elif columns is not None or is_table(data):
         names = list(columns) if columns is not None else column_names(data)
-        keys = list(columns) if columns is not None else list(
-            data.keys() if isinstance(data, Mapping) else data.columns
-        )
+        keys = list(columns) if columns is not None else column_keys(data)
         groups = [(str(n), column(data, k, "columns")) for n, k in zip(names, keys)]
     else:
         groups = [("scores", data)]

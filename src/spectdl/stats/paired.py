@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from spectdl.errors import InputError
-from spectdl.stats._data import Result, check_confidence_level, paired_vectors, z_quantile
+from spectdl.stats._data import Result, as_vector, check_confidence_level, paired_vectors, z_quantile
 
 _ALTERNATIVES = ("two-sided", "less", "greater")
 
@@ -93,6 +93,8 @@ def hodges_lehmann(d: np.ndarray, confidence_level: float = 0.95) -> tuple[float
     Returns ``(estimate, low, high)``; the bounds are ``-inf, inf`` when ``n`` is too small for
     the requested level. Memory is O(n²).
     """
+    d = as_vector(d, "d")
+    confidence_level = check_confidence_level(confidence_level)
     n = d.size
     i, j = np.triu_indices(n)
     walsh = np.sort((d[i] + d[j]) / 2.0)

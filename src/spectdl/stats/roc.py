@@ -58,7 +58,9 @@ def _truth_scores(data: Any, truth: Any, score: Any) -> tuple[np.ndarray, np.nda
     t = as_binary(rt, "truth" if lt == "truth" else f"truth ({lt!r})")
     s = as_vector(rs, "score" if ls == "score" else f"score ({ls!r})")
     if t.size != s.size:
-        raise InputError(f"truth, score: expected one score per case, found {t.size} labels and {s.size} scores")
+        raise InputError(
+            f"truth, score: expected one score per case, found {t.size} labels and {s.size} scores"
+        )
     n_pos = int(t.sum())
     if n_pos < 2 or t.size - n_pos < 2:
         raise InputError(

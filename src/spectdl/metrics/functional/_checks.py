@@ -70,7 +70,8 @@ def check_mask(mask, like: torch.Tensor, name: str = "mask") -> torch.Tensor:
     counts = mask.reshape(mask.shape[0], -1).sum(1)
     if bool((counts == 0).any()):
         empty = [i for i, c in enumerate(counts.tolist()) if c == 0]
-        raise InputError(f"{name}: the region of interest is empty for batch item(s) {empty}; expected >= 1 voxel")
+        raise InputError(f"{name}: the region of interest is empty for batch item(s) {empty}; expected >= 1 "
+                         "voxel")
     return mask
 
 

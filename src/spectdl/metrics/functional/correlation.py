@@ -34,7 +34,8 @@ def _check_vectors(x, y) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(v, torch.Tensor):
             raise InputError(f"{name}: expected a torch.Tensor, found {type(v).__name__}")
     if x.shape != y.shape:
-        raise InputError(f"pred: shape {tuple(x.shape)} differs from target shape {tuple(y.shape)}; expected identical shapes")
+        raise InputError(f"pred: shape {tuple(x.shape)} differs from target shape {tuple(y.shape)}; "
+                         "expected identical shapes")
     dtype = torch.promote_types(x.dtype, y.dtype)
     if not dtype.is_floating_point:
         dtype = torch.float64
@@ -76,7 +77,8 @@ def _pearson_merge(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> 
     dx = mxb - mxa
     dy = myb - mya
     f = na * nb / n
-    return n, mxa + dx * nb / n, mya + dy * nb / n, sxa + sxb + dx * dx * f, sya + syb + dy * dy * f, ca + cb + dx * dy * f
+    mean_x, mean_y = mxa + dx * nb / n, mya + dy * nb / n
+    return n, mean_x, mean_y, sxa + sxb + dx * dx * f, sya + syb + dy * dy * f, ca + cb + dx * dy * f
 
 
 def _pearson_compute(stats: tuple[torch.Tensor, ...]) -> PearsonResult:
@@ -86,7 +88,8 @@ def _pearson_compute(stats: tuple[torch.Tensor, ...]) -> PearsonResult:
     if bool((n < 2).any()):
         raise InputError(f"pred: a correlation needs at least 2 pairs, found {n.min().item():.0f}")
     if bool(((sxx == 0) | (syy == 0)).any()):
-        raise InputError("pred: an input is constant, so the correlation coefficient is undefined; expected varying values")
+        raise InputError("pred: an input is constant, so the correlation coefficient is undefined; expected "
+                         "varying values")
     r = (sxy / torch.sqrt(sxx * syy)).clamp(-1.0, 1.0)
     a = (n / 2.0 - 1.0).detach().cpu().double().numpy()
     z = ((1.0 - r.abs()) / 2.0).detach().cpu().double().numpy()

@@ -115,7 +115,10 @@ class LPIPSNetwork(nn.Module):
             p.requires_grad_(False)
 
     def distance_maps(self, x0: torch.Tensor, x1: torch.Tensor) -> list[torch.Tensor]:
-        """Per-layer maps ``Σ_c w_c (f̂⁰ − f̂¹)²``, each ``[B, 1, H_l, W_l]``; inputs ``[B, 3, H, W]`` in [−1, 1]."""
+        """Per-layer maps ``Σ_c w_c (f̂⁰ − f̂¹)²``, each ``[B, 1, H_l, W_l]``.
+
+        Inputs are ``[B, 3, H, W]`` in [−1, 1].
+        """
         f0 = self.backbone((x0 - self.shift) / self.scale)
         f1 = self.backbone((x1 - self.shift) / self.scale)
         maps = []

@@ -94,7 +94,8 @@ def contrast_recovery(sphere_mean, background_mean, activity_ratio):
     """Hot-sphere contrast recovery ``(C_H/C_B − 1) / (a_H/a_B − 1)`` (NEMA NU 2); floats or tensors."""
     ratio = float(activity_ratio)
     if not math.isfinite(ratio) or ratio == 1.0:
-        raise InputError(f"activity_ratio: expected a finite sphere/background ratio != 1, found {activity_ratio!r}")
+        raise InputError("activity_ratio: expected a finite sphere/background ratio != 1, found "
+                         f"{activity_ratio!r}")
     if (torch.as_tensor(background_mean) == 0).any():
         raise InputError("background_mean: is 0; expected a non-zero background concentration")
     return (sphere_mean / background_mean - 1.0) / (ratio - 1.0)
@@ -214,7 +215,9 @@ def nema_sphere_metrics(
         raise InputError("background_centres_mm, background_mask: give one of them, not both")
     fixed_bg = None
     if background_centres_mm is not None:
-        fixed_bg = [_check_point(f"background_centres_mm[{k}]", c, grid) for k, c in enumerate(background_centres_mm)]
+        fixed_bg = [
+            _check_point(f"background_centres_mm[{k}]", c, grid) for k, c in enumerate(background_centres_mm)
+        ]
 
     rows = []
     for j, (centre, radius) in enumerate(zip(centres, radii)):
@@ -233,7 +236,8 @@ def nema_sphere_metrics(
                 grid, background_mask, radius, max_background_rois)
             if len(bg_centres) < 2:
                 raise InputError(
-                    f"background_mask: only {len(bg_centres)} background ROI(s) of radius {radius} mm fit for sphere {j}; "
+                    f"background_mask: only {len(bg_centres)} background ROI(s) of radius {radius} mm "
+                    f"fit for sphere {j}; "
                     "expected at least 2"
                 )
             means = []

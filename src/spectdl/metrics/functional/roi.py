@@ -86,7 +86,8 @@ def suv(
     weight_g = check_positive("weight_kg", weight_kg) * 1000.0
     if (elapsed_s is None) != (half_life_s is None):
         raise InputError(
-            f"elapsed_s, half_life_s: give both or neither; found elapsed_s={elapsed_s!r}, half_life_s={half_life_s!r}"
+            "elapsed_s, half_life_s: give both or neither; "
+            f"found elapsed_s={elapsed_s!r}, half_life_s={half_life_s!r}"
         )
     if half_life_s is not None:
         elapsed = float(elapsed_s)

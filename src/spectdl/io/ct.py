@@ -1,0 +1,352 @@
+"""CT series to a HU volume, HU to attenuation at an emission energy, and resampling onto a SPECT grid.
+
+HU → μ (``ct_to_mu``)
+--------------------
+The bilinear model of Kinahan et al. (Med Phys 25:2046, 1998), as used for SPECT by Brown et al.
+(Appl Radiat Isot 66:1206, 2008):
+
+* below the break point ``BP`` a voxel is a mix of air and water:
+  ``μ(E) = μ_w(E) · (1 + HU/1000)``;
+* above it a mix of water and cortical bone, a line through ``(BP, μ(BP))`` and
+  ``(HU_b, μ_b(E))``, where ``HU_b = 1000·(μ_b(E_CT)/μ_w(E_CT) − 1)`` is the CT number of cortical
+  bone at the effective CT energy ``E_CT``.
+
+``μ_w`` and ``μ_b`` (ICRU-44 cortical bone, 1.92 g/cm³) come from :mod:`spectdl.materials` (NIST
+XCOM). The break point depends on the tube voltage as published by Carney et al. (Med Phys 33:976,
+2006, Table 1: 50, 52, 43, 47, 37, 30 HU at 80, 100, 110, 120, 130, 140 kVp; linear in between,
+clamped outside). The effective CT energy is taken as 70 keV at 120 kVp and proportional to kVp
+(a typical value for filtered clinical beams; it only sets the bone slope). Pass
+``ct_effective_kev`` to use a measured value. μ is clipped at 0 below −1000 HU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spectdl.errors import InputError, require
+from spectdl.geometry import VoxelGrid
+from spectdl.io import _dicom as dcm
+from spectdl.io.volume import Volume, check_affine, spacing_from_affine
+from spectdl.materials import mu_per_cm
+
+# Carney et al. 2006, Table 1: break point (HU) by kVp.
+_BREAK_POINT_HU = ((80.0, 50.0), (100.0, 52.0), (110.0, 43.0), (120.0, 47.0), (130.0, 37.0), (140.0, 30.0))
+_E_CT_AT_120_KVP = 70.0
+
+
+def break_point_hu(kvp: float) -> float:
+    """Break point of the bilinear HU→μ model at tube voltage ``kvp`` (Carney et al. 2006)."""
+    k = float(kvp)
+    if not np.isfinite(k) or k <= 0:
+        raise InputError(f"kvp: expected a positive tube voltage in kV, found {kvp!r}")
+    xs, ys = zip(*_BREAK_POINT_HU)
+    return float(np.interp(k, xs, ys))
+
+
+def ct_effective_energy_kev(kvp: float) -> float:
+    """Effective CT energy assumed for ``kvp``: 70 keV × kVp/120 (see module docstring)."""
+    k = float(kvp)
+    if not np.isfinite(k) or k <= 0:
+        raise InputError(f"kvp: expected a positive tube voltage in kV, found {kvp!r}")
+    return _E_CT_AT_120_KVP * k / 120.0
+
+
+def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | None = None) -> torch.Tensor:
+    """Linear attenuation (cm⁻¹) at ``energy_kev`` from CT numbers ``hu`` (bilinear model, module docstring).
+
+    Args:
+        hu: tensor (or array) of Hounsfield units, any shape; the result keeps its device and dtype
+            (float32 for integer input).
+        energy_kev: emission photon energy (e.g. 208 for Lu-177, 140.5 for Tc-99m).
+        kvp: CT tube voltage (tag KVP (0018,0060)).
+        ct_effective_kev: effective CT energy; 70 keV × kVp/120 by default.
+
+    Returns:
+        μ in cm⁻¹, ``≥ 0``, same shape as ``hu``.
+    """
+    h = hu if isinstance(hu, torch.Tensor) else torch.as_tensor(np.asarray(hu))
+    if not h.is_floating_point():
+        h = h.to(torch.float32)
+    e = float(energy_kev)
+    e_ct = ct_effective_energy_kev(kvp) if ct_effective_kev is None else float(ct_effective_kev)
+    mu_w, mu_b = mu_per_cm("water", e), mu_per_cm("bone", e)
+    hu_bone = 1000.0 * (mu_per_cm("bone", e_ct) / mu_per_cm("water", e_ct) - 1.0)
+    bp = break_point_hu(kvp)
+    if not hu_bone > bp:
+        raise InputError(f"ct_effective_kev: {e_ct} keV gives bone at {hu_bone:.0f} HU, below the break point {bp} HU")
+    mu_bp = mu_w * (1.0 + bp / 1000.0)
+    slope_bone = (mu_b - mu_bp) / (hu_bone - bp)
+    soft = mu_w * (1.0 + h / 1000.0)
+    bone = mu_bp + (h - bp) * slope_bone
+    return torch.where(h <= bp, soft, bone).clamp_min(0.0)
+
+
+# ---------------------------------------------------------------------- CT series
+def _list_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_series_headers(folder: str | Path, what: str = "series folder"):
+    """Headers (no pixels) of every DICOM file in ``folder``, grouped by Series Instance UID."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{what} {folder}: not a folder (expected a folder of DICOM files)")
+    pd = dcm.pydicom()
+    groups: dict[str, list] = {}
+    skipped = []
+    for p in _list_files(folder):
+        try:
+            ds = pd.dcmread(str(p), stop_before_pixels=True)
+        except pd.errors.InvalidDicomError:
+            skipped.append(p.name)
+            continue
+        except Exception as exc:
+            raise InputError(f"{p}: truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from exc
+        if "SeriesInstanceUID" not in ds:
+            skipped.append(p.name)
+            continue
+        groups.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
+    if not groups:
+        raise InputError(f"{what} {folder}: holds no DICOM images (skipped {len(skipped)} other files)")
+    return groups
+
+
+def slice_stack_geometry(items, path_for_errors) -> tuple[list, np.ndarray, float]:
+    """Sort single-slice headers along the slice normal; return (sorted items, affine, slice spacing).
+
+    The affine maps ``(i, j, k)`` = (column, row, slice) to LPS mm.
+    """
+    ref_path, ref = items[0]
+    r0, c0 = dcm.orientation(dcm.get(ref, "ImageOrientationPatient", ref_path), ref_path)
+    normal = np.cross(r0, c0)
+    sp = dcm.floats(dcm.get(ref, "PixelSpacing", ref_path), 2, ref_path, "PixelSpacing")
+    rows, cols = int(dcm.get(ref, "Rows", ref_path)), int(dcm.get(ref, "Columns", ref_path))
+    pos = []
+    for p, ds in items:
+        r, c = dcm.orientation(dcm.get(ds, "ImageOrientationPatient", p), p)
+        if not (np.allclose(r, r0, atol=1e-4) and np.allclose(c, c0, atol=1e-4)):
+            raise InputError(f"{p}: {dcm.tag_name('ImageOrientationPatient')} differs from {ref_path.name}; "
+                             f"expected one orientation for the whole series")
+        if int(ds.Rows) != rows or int(ds.Columns) != cols:
+            raise InputError(f"{p}: image size {int(ds.Rows)}×{int(ds.Columns)}; expected {rows}×{cols} as {ref_path.name}")
+        ipp = np.array(dcm.floats(dcm.get(ds, "ImagePositionPatient", p), 3, p, "ImagePositionPatient"))
+        pos.append(ipp)
+    along = np.array([float(q @ normal) for q in pos])
+    order = np.argsort(along, kind="stable")
+    along = along[order]
+    if len(items) > 1:
+        steps = np.diff(along)
+        if np.any(steps < 1e-3):
+            raise InputError(f"{path_for_errors}: two slices share the position {along[np.argmin(steps)]:.3f} mm "
+                             f"along the slice normal; expected one image per position")
+        step = float(np.median(steps))
+        if np.max(np.abs(steps - step)) > 0.1 * step:
+            raise InputError(f"{path_for_errors}: slice spacing varies from {steps.min():.3f} to {steps.max():.3f} mm; "
+                             f"expected a uniform stack")
+    else:
+        step = float(ref.get("SpacingBetweenSlices") or ref.get("SliceThickness") or 1.0)
+        step = abs(step)
+    items = [items[i] for i in order]
+    origin = pos[order[0]]
+    affine = dcm.affine_from_axes(origin, [r0, c0, normal], [sp[1], sp[0], step])
+    return items, affine, step
+
+
+def read_ct_series(folder: str | Path, *, series_instance_uid: str | None = None) -> Volume:
+    """Read a CT series (one file per slice) into a HU :class:`Volume` ``[X, Y, Z]`` with its affine.
+
+    Slices are ordered along the normal ``row × column`` of Image Orientation (Patient); padding
+    (Pixel Padding Value) becomes −1000 HU (air). ``volume.meta["kvp"]`` holds the tube voltage.
+
+    Args:
+        folder: folder of the series' files (other files are skipped).
+        series_instance_uid: which series, when the folder holds several.
+    """
+    folder = Path(folder)
+    groups = read_series_headers(folder, "CT folder")
+    if series_instance_uid is not None:
+        if series_instance_uid not in groups:
+            raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {folder}; found {sorted(groups)}")
+        items = groups[series_instance_uid]
+    elif len(groups) > 1:
+        raise InputError(f"CT folder {folder}: holds {len(groups)} series {sorted(groups)}; pass series_instance_uid=")
+    else:
+        items = next(iter(groups.values()))
+    for p, ds in items:
+        mod = str(ds.get("Modality", "") or "")
+        if mod != "CT":
+            raise InputError(f"{p}: {dcm.tag_name('Modality')} is {mod!r}; expected 'CT'")
+    items, affine, _ = slice_stack_geometry(items, folder)
+    slices = []
+    for p, _hdr in items:
+        ds = dcm.read_dataset(p, what="CT slice")
+        arr = dcm.pixel_array(ds, p).astype(np.float32)
+        pad = ds.get("PixelPaddingValue")
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        hu = arr * slope + inter
+        if pad is not None:
+            hu[arr == float(pad)] = -1000.0
+        slices.append(hu.T)  # [row, col] → [x=col, y=row]
+    data = torch.from_numpy(np.stack(slices, axis=-1))
+    ref = items[0][1]
+    kvp = ref.get("KVP")
+    return Volume(
+        data=data,
+        affine=affine,
+        modality="CT",
+        units="HU",
+        frame_of_reference_uid=str(ref.get("FrameOfReferenceUID", "") or "") or None,
+        study_instance_uid=str(ref.get("StudyInstanceUID", "") or "") or None,
+        series_instance_uid=str(ref.get("SeriesInstanceUID", "") or "") or None,
+        source=tuple(str(p) for p, _ in items),
+        identity=dcm.identity(ref),
+        meta=dict(kvp=None if kvp in (None, "") else float(kvp), folder=str(folder)),
+    )
+
+
+# ---------------------------------------------------------------------- resampling
+def _sitk_image(volume: np.ndarray, affine: np.ndarray):
+    sitk = require("SimpleITK", "dicom")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))  # numpy [z, y, x]
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    direction = affine[:3, :3] / spacing
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetDirection(tuple(float(v) for v in direction.flatten()))  # row-major, column a = axis a
+    img.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
+    return img
+
+
+def resample_to_grid(
+    volume,
+    affine,
+    target_grid: VoxelGrid,
+    target_affine,
+    *,
+    fill_value: float = 0.0,
+    antialias: bool = True,
+) -> torch.Tensor:
+    """Resample ``volume`` onto ``target_grid`` placed by ``target_affine`` (SimpleITK, linear).
+
+    Both affines map voxel indices to the same patient frame (DICOM LPS mm); the caller checks
+    that the frames of reference match (:func:`ct_attenuation_map` does). Points outside the
+    source get ``fill_value`` (0: air for a μ map).
+
+    Args:
+        volume: ``[X, Y, Z]`` tensor or array (or a :class:`Volume`, then ``affine`` may be ``None``).
+        affine: 4×4 voxel → LPS of ``volume``.
+        target_grid: the 3-D grid to fill.
+        target_affine: 4×4 voxel → LPS of the target grid.
+        fill_value: value outside the source.
+        antialias: before downsampling, blur the source with a Gaussian of
+            ``σ = sqrt(max(t² − s², 0)) / 2.355`` per axis (source spacing ``s``, target spacing
+            ``t``) so that linear interpolation averages instead of aliasing.
+
+    Returns:
+        ``[X, Y, Z]`` float32 tensor (on the source's device).
+    """
+    sitk = require("SimpleITK", "dicom")
+    if isinstance(volume, Volume):
+        affine = volume.affine if affine is None else affine
+        volume = volume.data
+    device = volume.device if isinstance(volume, torch.Tensor) else torch.device("cpu")
+    arr = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    if arr.ndim != 3:
+        raise InputError(f"volume: shape {arr.shape}; expected 3-D [X, Y, Z]")
+    if not isinstance(target_grid, VoxelGrid) or target_grid.ndim != 3:
+        raise InputError(f"target_grid: expected a 3-D VoxelGrid, found {target_grid!r}")
+    A = check_affine(affine, "affine")
+    T = check_affine(target_affine, "target_affine")
+    t_sp = np.asarray(spacing_from_affine(T))
+    if not np.allclose(t_sp, target_grid.voxel_size_mm, rtol=1e-4):
+        raise InputError(f"target_affine: voxel sizes {t_sp.round(4).tolist()} differ from target_grid "
+                         f"{list(target_grid.voxel_size_mm)}; expected equal")
+    src = _sitk_image(arr.astype(np.float32), A)
+    if antialias:
+        s_sp = np.asarray(spacing_from_affine(A))
+        s_dir = A[:3, :3] / s_sp
+        t_dir = T[:3, :3] / t_sp
+        # target spacing seen along each source axis: the largest projection of a target step
+        t_along = np.abs(s_dir.T @ (t_dir * t_sp)).max(axis=1)
+        sigma = np.sqrt(np.clip(t_along**2 - s_sp**2, 0.0, None)) / 2.3548
+        if np.any(sigma > 0.05 * s_sp):
+            src = sitk.SmoothingRecursiveGaussian(src, [float(max(v, 1e-3)) for v in sigma])
+    ref = _sitk_image(np.zeros(target_grid.shape, dtype=np.float32), T)
+    out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, float(fill_value), sitk.sitkFloat32)
+    res = sitk.GetArrayFromImage(out).transpose(2, 1, 0)
+    return torch.from_numpy(np.ascontiguousarray(res)).to(device)
+
+
+def ct_attenuation_map(
+    ct: Volume,
+    target_grid: VoxelGrid,
+    target_affine,
+    energy_kev: float,
+    *,
+    target_frame_of_reference_uid: str | None = None,
+    kvp: float | None = None,
+    ct_effective_kev: float | None = None,
+    target_name: str = "target",
+) -> torch.Tensor:
+    """μ map (cm⁻¹) at ``energy_kev`` on a SPECT grid, from a CT volume in HU.
+
+    The CT is cropped to the target's axial extent, converted with :func:`ct_to_mu` at its own
+    resolution, then resampled with :func:`resample_to_grid` (μ = 0 outside the CT).
+
+    Args:
+        ct: HU volume from :func:`read_ct_series`.
+        target_grid, target_affine: the SPECT grid (``acq.grid()``, ``acq.affine``).
+        energy_kev: emission energy.
+        target_frame_of_reference_uid: the SPECT's Frame of Reference UID; when both are known
+            they must be equal.
+        kvp: tube voltage when the CT header lacks KVP (0018,0060).
+        target_name: how to name the target in error messages (e.g. the projection file).
+
+    Returns:
+        ``[1, 1, *target_grid.shape]`` float32 μ map.
+    """
+    if ct.units != "HU":
+        raise InputError(f"ct: units {ct.units!r}; expected a CT volume in 'HU' (read_ct_series)")
+    ct_for, t_for = ct.frame_of_reference_uid, target_frame_of_reference_uid
+    if ct_for and t_for and ct_for != t_for:
+        where = ct.meta.get("folder") or (ct.source[0] if ct.source else "CT")
+        raise InputError(
+            f"{where}: {dcm.tag_name('FrameOfReferenceUID')} is {ct_for} but {target_name} has {t_for}; "
+            f"expected the same frame of reference (register the CT first)"
+        )
+    kv = ct.meta.get("kvp") if kvp is None else kvp
+    if kv is None:
+        raise InputError(f"ct: {dcm.tag_name('KVP')} is missing from the CT; pass kvp=")
+    T = check_affine(target_affine, "target_affine")
+    # keep only the CT slices that reach the target (plus a margin for the blur)
+    corners = np.array([[i, j, k] for i in (0, target_grid.shape[0] - 1) for j in (0, target_grid.shape[1] - 1)
+                        for k in (0, target_grid.shape[2] - 1)], dtype=np.float64)
+    pts = corners @ T[:3, :3].T + T[:3, 3]
+    ijk = (pts - ct.affine[:3, 3]) @ np.linalg.inv(ct.affine[:3, :3]).T
+    margin = 4
+    k0 = max(int(np.floor(ijk[:, 2].min())) - margin, 0)
+    k1 = min(int(np.ceil(ijk[:, 2].max())) + margin + 1, ct.shape[2])
+    if k1 <= k0:
+        raise InputError(f"ct: the CT does not overlap the {target_name} grid along its slice axis")
+    A = ct.affine.copy()
+    A[:3, 3] = A[:3, 3] + A[:3, 2] * k0
+    # Convert at full resolution (the model is not linear), then average f×f in-plane blocks, which
+    # is part of the anti-alias blur anyway and makes the resampling cheap.
+    sp = np.asarray(ct.spacing_mm)
+    f = max(int(min(target_grid.voxel_size_mm[:2]) // max(sp[0], sp[1])), 1)
+    chunks = []
+    for z0 in range(k0, k1, 16):
+        mu = ct_to_mu(ct.data[..., z0 : min(z0 + 16, k1)], energy_kev, kv, ct_effective_kev=ct_effective_kev)
+        if f > 1:
+            mu = F.avg_pool2d(mu.permute(2, 0, 1)[:, None], f, f, ceil_mode=True)[:, 0].permute(1, 2, 0)
+        chunks.append(mu)
+    mu = torch.cat(chunks, -1)
+    if f > 1:
+        A[:3, 3] = A[:3, 3] + (f - 1) / 2.0 * (A[:3, 0] + A[:3, 1])
+        A[:3, :2] = A[:3, :2] * f
+    out = resample_to_grid(mu, A, target_grid, T, fill_value=0.0)
+    return out.clamp_min(0.0)[None, None]

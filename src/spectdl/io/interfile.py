@@ -1,0 +1,291 @@
+"""Interfile 3.3 images (``.h33``/``.hv`` header + raw data file), as used by GATE, STIR and SIMIND.
+
+An Interfile header is a text file of ``key := value`` lines that starts with ``!INTERFILE``.
+Keys are matched without their leading ``!``, case-insensitively and with runs of spaces
+collapsed, so ``!matrix size [1] := 72`` is read as ``"matrix size [1]"``.
+
+Keys used
+---------
+* ``matrix size [1]``, ``matrix size [2]`` (x, y: columns and rows of a slice); the number of
+  slices from ``matrix size [3]``, else ``number of slices``, ``number of images`` or
+  ``total number of images``. Without any of them the image is 2-D.
+* ``scaling factor (mm/pixel) [1]``, ``[2]``: pixel size; missing values are 1 mm (with a warning).
+* Slice spacing: ``scaling factor (mm/pixel) [3]`` if present, else
+  ``centre-centre slice separation (pixels)``, else ``slice thickness (pixels)``. Despite the
+  ``(pixels)`` in their names, GATE and the published phantoms that target it write these two in
+  mm, so ``slice_units="mm"`` is the default; ``slice_units="pixels"`` follows the letter of
+  Interfile 3.3 (value × the pixel size along x).
+* ``number format`` (``unsigned integer``, ``signed integer``, ``float``, ``short float``,
+  ``long float``) and ``number of bytes per pixel``.
+* ``imagedata byte order``: ``LITTLEENDIAN`` or ``BIGENDIAN`` (the Interfile 3.3 default).
+* ``name of data file``: relative to the header's folder unless absolute.
+* ``data offset in bytes`` (or ``data starting block`` × 2048), default 0.
+* ``data rescale slope`` / ``data rescale offset`` (STIR): applied when present.
+
+Numbers may be written Fortran-style without the ``e`` (``+2.000000+00`` is 2.0), as in the
+published brain phantoms.
+
+Layout: the data are stored x fastest, then y, then slices; the tensor is ``[1, 1, nx, ny, nz]``
+(``[1, 1, nx, ny]`` for 2-D) with axes in that order, and no flip is applied.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spectdl.errors import InputError
+from spectdl.geometry import VoxelGrid
+
+_FORMATS = {
+    ("unsigned integer", 1): "u1",
+    ("unsigned integer", 2): "u2",
+    ("unsigned integer", 4): "u4",
+    ("unsigned integer", 8): "u8",
+    ("signed integer", 1): "i1",
+    ("signed integer", 2): "i2",
+    ("signed integer", 4): "i4",
+    ("signed integer", 8): "i8",
+    ("float", 4): "f4",
+    ("float", 8): "f8",
+    ("short float", 4): "f4",
+    ("long float", 8): "f8",
+}
+_FORTRAN_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))([+-]\d+)$")
+
+
+def _normalise_key(key: str) -> str:
+    key = key.strip().lstrip("!").strip().lower()
+    key = re.sub(r"\s+", " ", key)
+    return re.sub(r"\s*\[\s*(\d+)\s*\]", r" [\1]", key)
+
+
+def read_interfile_header(header_path: str | Path) -> dict[str, str]:
+    """The ``key -> value`` pairs of an Interfile header (keys normalised, values stripped).
+
+    Raises ``InputError`` if the file is missing or does not start with ``!INTERFILE``.
+    """
+    path = Path(header_path)
+    if not path.is_file():
+        raise InputError(f"header_path: Interfile header {str(path)!r} does not exist")
+    text = path.read_bytes().decode("latin-1")
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(";")]
+    if not lines or not _normalise_key(lines[0].split(":=")[0]).startswith("interfile"):
+        first = lines[0][:40] if lines else ""
+        raise InputError(
+            f"{path}: not an Interfile header; expected '!INTERFILE :=' on the first line, found {first!r}"
+        )
+    header: dict[str, str] = {}
+    for line in lines:
+        if ":=" not in line:
+            continue
+        key, value = line.split(":=", 1)
+        header[_normalise_key(key)] = value.strip()
+    return header
+
+
+def _number(header: dict[str, str], key: str, path: Path, default: float | None = None) -> float | None:
+    if key not in header or header[key] == "":
+        return default
+    text = header[key].strip()
+    try:
+        value = float(text)
+    except ValueError:
+        m = _FORTRAN_NUMBER.match(text)
+        if m is None:
+            raise InputError(f"{path}: key {key!r} has value {text!r}; expected a number") from None
+        value = float(m.group(1)) * 10.0 ** int(m.group(2))
+    if not math.isfinite(value):
+        raise InputError(f"{path}: key {key!r} has value {text!r}; expected a finite number")
+    return value
+
+
+def _count(header: dict[str, str], key: str, path: Path) -> int | None:
+    value = _number(header, key, path)
+    if value is None:
+        return None
+    if value != int(value) or value < 1:
+        raise InputError(f"{path}: key {key!r} is {header[key]!r}; expected a positive integer")
+    return int(value)
+
+
+def interfile_geometry(header: dict[str, str], path: str | Path = "<header>", slice_units: str = "mm"):
+    """``(shape, voxel_size_mm)`` described by a parsed header (see the module docstring)."""
+    path = Path(path)
+    if slice_units not in ("mm", "pixels"):
+        raise InputError(f"slice_units: expected 'mm' or 'pixels', found {slice_units!r}")
+    nx = _count(header, "matrix size [1]", path)
+    ny = _count(header, "matrix size [2]", path)
+    for key, value in (("matrix size [1]", nx), ("matrix size [2]", ny)):
+        if value is None:
+            raise InputError(f"{path}: required key {key!r} is missing")
+    nz = None
+    for key in ("matrix size [3]", "number of slices", "number of images", "total number of images"):
+        nz = _count(header, key, path)
+        if nz is not None:
+            break
+    sizes = []
+    for axis in (1, 2):
+        key = f"scaling factor (mm/pixel) [{axis}]"
+        value = _number(header, key, path)
+        if value is None:
+            warnings.warn(f"{path}: {key!r} is missing; assuming 1 mm", stacklevel=3)
+            value = 1.0
+        if value <= 0:
+            raise InputError(f"{path}: key {key!r} is {header[key]!r}; expected a pixel size > 0 mm")
+        sizes.append(value)
+    shape: tuple[int, ...] = (nx, ny)
+    if nz is not None:
+        sz = _number(header, "scaling factor (mm/pixel) [3]", path)
+        if sz is None:
+            for key in ("centre-centre slice separation (pixels)", "center-center slice separation (pixels)",
+                        "slice thickness (pixels)"):
+                sz = _number(header, key, path)
+                if sz is not None:
+                    if sz <= 0:
+                        raise InputError(f"{path}: key {key!r} is {header[key]!r}; expected a value > 0")
+                    if slice_units == "pixels":
+                        sz *= sizes[0]
+                    break
+        if sz is None:
+            sz = sizes[0]
+        if sz <= 0:
+            raise InputError(f"{path}: the slice spacing is {sz}; expected a value > 0 mm")
+        shape = (nx, ny, nz)
+        sizes.append(sz)
+    return shape, tuple(sizes)
+
+
+def _numpy_dtype(header: dict[str, str], path: Path) -> np.dtype:
+    fmt = re.sub(r"\s+", " ", header.get("number format", "").strip().lower())
+    if not fmt:
+        raise InputError(f"{path}: required key 'number format' is missing")
+    default_bytes = {"float": 4, "short float": 4, "long float": 8}.get(fmt)
+    nbytes = _count(header, "number of bytes per pixel", path) or default_bytes
+    if nbytes is None:
+        raise InputError(f"{path}: required key 'number of bytes per pixel' is missing for {fmt!r} data")
+    code = _FORMATS.get((fmt, nbytes))
+    if code is None:
+        supported = sorted({f for f, _ in _FORMATS})
+        raise InputError(
+            f"{path}: 'number format' {fmt!r} with {nbytes} bytes per pixel is not supported; "
+            f"expected one of {supported} with a matching byte count"
+        )
+    order = header.get("imagedata byte order", "BIGENDIAN").strip().upper().replace(" ", "")
+    if order not in ("LITTLEENDIAN", "BIGENDIAN"):
+        raise InputError(f"{path}: 'imagedata byte order' is {order!r}; expected LITTLEENDIAN or BIGENDIAN")
+    return np.dtype(("<" if order == "LITTLEENDIAN" else ">") + code)
+
+
+def read_interfile(
+    header_path: str | Path,
+    *,
+    slice_units: str = "mm",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, VoxelGrid, dict[str, str]]:
+    """Read an Interfile image.
+
+    Args:
+        header_path: the ``.h33`` / ``.hv`` header.
+        slice_units: unit of the ``(pixels)`` slice keys, ``"mm"`` (GATE dialect) or ``"pixels"``.
+        dtype, device: of the returned tensor (the raw values are converted, then rescaled by
+            ``data rescale slope/offset`` when the header has them).
+
+    Returns:
+        ``(image, grid, header)``: ``image`` is ``[1, 1, nx, ny(, nz)]``; ``grid`` its VoxelGrid;
+        ``header`` the normalised ``key -> value`` strings.
+
+    Raises:
+        InputError: the header or data file is missing, a required key is missing or malformed,
+            or the data file's size disagrees with the header. Messages name the file and key.
+    """
+    path = Path(header_path)
+    header = read_interfile_header(path)
+    shape, voxel = interfile_geometry(header, path, slice_units)
+    np_dtype = _numpy_dtype(header, path)
+    name = header.get("name of data file", "").strip().strip('"')
+    if not name:
+        raise InputError(f"{path}: required key 'name of data file' is missing")
+    data_path = Path(name)
+    if not data_path.is_absolute():
+        data_path = path.parent / data_path
+    if not data_path.is_file():
+        raise InputError(f"{path}: 'name of data file' points to {str(data_path)!r}, which does not exist")
+    offset = _number(header, "data offset in bytes", path)
+    if offset is None:
+        block = _number(header, "data starting block", path, 0.0)
+        offset = block * 2048
+    if offset < 0 or offset != int(offset):
+        raise InputError(f"{path}: 'data offset in bytes' is {offset}; expected a non-negative integer")
+    offset = int(offset)
+    n_values = math.prod(shape)
+    expected = offset + n_values * np_dtype.itemsize
+    actual = data_path.stat().st_size
+    if actual != expected:
+        raise InputError(
+            f"{path}: data file {data_path.name!r} has {actual} bytes; the header describes {expected} "
+            f"({'×'.join(map(str, shape))} values of {np_dtype.itemsize} bytes after an offset of {offset})"
+        )
+    raw = np.fromfile(data_path, dtype=np_dtype, count=n_values, offset=offset)
+    # File order: x fastest, then y, then slices -> C order (z, y, x); transpose to (x, y, z).
+    array = raw.reshape(tuple(reversed(shape))).transpose(tuple(reversed(range(len(shape)))))
+    array = np.ascontiguousarray(array.astype(np.float64 if dtype == torch.float64 else np.float32))
+    image = torch.from_numpy(array).to(device=device, dtype=dtype)
+    slope = _number(header, "data rescale slope", path, 1.0)
+    intercept = _number(header, "data rescale offset", path, 0.0)
+    if slope != 1.0 or intercept != 0.0:
+        image = image * slope + intercept
+    return image[None, None], VoxelGrid(shape, voxel), header
+
+
+def write_interfile(
+    header_path: str | Path,
+    image: torch.Tensor,
+    grid: VoxelGrid,
+    *,
+    number_format: str = "float",
+) -> Path:
+    """Write ``image`` (``[*grid.shape]`` or ``[1, 1, *grid.shape]``) as an Interfile header plus a
+    little-endian raw file beside it (same stem, ``.i33``).
+
+    ``number_format`` is ``"float"`` (4-byte) or ``"unsigned integer"`` (2-byte; values are rounded
+    and must lie in 0..65535). The slice spacing is written both as ``scaling factor (mm/pixel)
+    [3]`` and, in mm, as ``slice thickness (pixels)`` for GATE. Returns the data file's path.
+    """
+    path = Path(header_path)
+    data = image.detach().cpu().double()
+    if tuple(data.shape) == (1, 1, *grid.shape):
+        data = data[0, 0]
+    if tuple(data.shape) != tuple(grid.shape):
+        raise InputError(f"image: expected shape {tuple(grid.shape)} or [1, 1, ...], found {tuple(image.shape)}")
+    if number_format == "float":
+        np_dtype, nbytes = np.dtype("<f4"), 4
+    elif number_format == "unsigned integer":
+        np_dtype, nbytes = np.dtype("<u2"), 2
+        data = data.round()
+        if bool((data < 0).any()) or bool((data > 65535).any()):
+            raise InputError("image: values must lie in 0..65535 for 'unsigned integer' output")
+    else:
+        raise InputError(f"number_format: expected 'float' or 'unsigned integer', found {number_format!r}")
+    array = data.numpy().transpose(tuple(reversed(range(data.dim())))).astype(np_dtype)
+    data_path = path.with_suffix(".i33")
+    data_path.write_bytes(np.ascontiguousarray(array).tobytes())
+    lines = ["!INTERFILE :=", f"!name of data file := {data_path.name}", "!data offset in bytes := 0",
+             "imagedata byte order := LITTLEENDIAN", f"!number format := {number_format}",
+             f"!number of bytes per pixel := {nbytes}"]
+    for axis, (n, s) in enumerate(zip(grid.shape, grid.voxel_size_mm), start=1):
+        lines.append(f"!matrix size [{axis}] := {n}")
+        lines.append(f"scaling factor (mm/pixel) [{axis}] := {s!r}")
+    if grid.ndim == 3:
+        lines.append(f"!number of slices := {grid.shape[2]}")
+        lines.append(f"slice thickness (pixels) := {grid.voxel_size_mm[2]!r}")
+    lines.append("!END OF INTERFILE :=")
+    path.write_text("\n".join(lines) + "\n")
+    return data_path

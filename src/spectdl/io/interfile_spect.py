@@ -1,0 +1,171 @@
+"""Interfile SPECT projections and volumes, on top of :func:`spectdl.io.interfile.read_interfile`.
+
+Projections (``process status := acquired``, ``type of data := Tomographic``)
+------------------------------------------------------------------------------
+Keys: ``number of projections`` (else ``number of images/energy window``, else all images),
+``extent of rotation`` (default 360), ``start angle`` (default 0), ``direction of rotation``
+(``CW``/``CCW``, default ``CCW``), ``radius`` (mm; ``{r1, r2, ...}`` for a non-circular orbit),
+``number of energy windows`` with ``energy window lower level [i]`` / ``upper level [i]``,
+``time per projection (sec)``, and the pixel sizes ``scaling factor (mm/pixel) [1]`` (radial) and
+``[2]`` (axial). Images are stored window by window, view by view.
+
+Interfile 3.3 does not pin down the frame of its angles (STIR discussion #1180). They are read
+here in DICOM's sense (0° at the patient's back, counter-clockwise seen from the feet), as STIR's
+``SPECT_dicom_to_interfile`` copies DICOM's Start Angle and Rotation Direction into these keys, and
+each image is taken as a DICOM detector image with the default orientation (seen from the
+detector, head at the top). Both then follow :mod:`spectdl.io.projections`: ``θ = −φ``, columns and
+rows reversed. ``start_angle_offset_deg`` and ``mirror_radial`` adapt other dialects (e.g. 180 and
+True for data whose 0° is the patient's front and whose images are mirrored). Interfile carries no
+patient position, so the affine centres the grid on the patient origin.
+
+Volumes (``process status := reconstructed`` or any 3-D image)
+---------------------------------------------------------------
+``data [X, Y, Z]`` as stored; the affine takes the axes as LPS-aligned (x → patient left,
+y → posterior, z → head), with voxel 0 at ``first pixel offset (mm) [1..3]`` when the header has
+these (STIR) keys, else the grid centred on the origin (spectdl's phantom convention). Pass
+``affine=`` to place it otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spectdl.errors import InputError
+from spectdl.geometry import Orbit
+from spectdl.io.projections import Acquisition
+from spectdl.io.volume import Volume, check_affine
+
+
+def _read(header_path):
+    try:
+        from spectdl.io.interfile import read_interfile
+    except ImportError as exc:  # pragma: no cover - the module ships with spectdl
+        raise InputError("spectdl.io.interfile is not available; cannot read Interfile") from exc
+    return read_interfile(header_path)
+
+
+def _num(header: dict, key: str, path, default=None) -> float | None:
+    text = header.get(key)
+    if text is None or str(text).strip() == "":
+        return default
+    try:
+        return float(str(text).strip())
+    except ValueError as exc:
+        raise InputError(f"{path}: key {key!r} has value {text!r}; expected a number") from exc
+
+
+def _num_list(text: str, key: str, path) -> list[float]:
+    parts = [p for p in re.split(r"[,\s]+", str(text).strip().strip("{}").strip()) if p]
+    try:
+        return [float(p) for p in parts]
+    except ValueError as exc:
+        raise InputError(f"{path}: key {key!r} has value {text!r}; expected numbers") from exc
+
+
+def read_interfile_projections(
+    header_path: str | Path,
+    *,
+    start_angle_offset_deg: float = 0.0,
+    mirror_radial: bool = False,
+) -> Acquisition:
+    """Read Interfile SPECT projections into an :class:`~spectdl.io.Acquisition` (module docstring)."""
+    path = Path(header_path)
+    image, grid, header = _read(path)
+    status = str(header.get("process status", "acquired")).strip().lower()
+    if status.startswith("reconstructed"):
+        raise InputError(f"{path}: 'process status' is {status!r}; expected acquired projections "
+                         f"(use read_interfile_volume for reconstructions)")
+    if image.dim() != 5:
+        raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a stack of projections")
+    data = image[0, 0]  # [cols, rows, images]
+    n_images = data.shape[2]
+    n_win = int(_num(header, "number of energy windows", path, 1))
+    n_proj = _num(header, "number of projections", path)
+    if n_proj is None:
+        n_proj = _num(header, "number of images/energy window", path, n_images / max(n_win, 1))
+    n_proj = int(n_proj)
+    if n_proj < 1 or n_proj * n_win != n_images:
+        raise InputError(f"{path}: {n_images} images but 'number of projections' {n_proj} × 'number of energy "
+                         f"windows' {n_win} = {n_proj * n_win}; expected equal")
+    extent = _num(header, "extent of rotation", path, 360.0)
+    start = _num(header, "start angle", path, 0.0)
+    direction = str(header.get("direction of rotation", "CCW")).strip().upper()
+    if direction in ("CC",):
+        direction = "CCW"
+    if direction not in ("CW", "CCW"):
+        raise InputError(f"{path}: 'direction of rotation' is {direction!r}; expected CW or CCW")
+    radius_text = header.get("radius") or header.get("radii")
+    if radius_text is None:
+        raise InputError(f"{path}: key 'radius' is missing; expected the radius of rotation in mm")
+    radii = _num_list(radius_text, "radius", path)
+    if len(radii) == 1:
+        radii = radii * n_proj
+    if len(radii) != n_proj:
+        raise InputError(f"{path}: key 'radius' has {len(radii)} values; expected 1 or {n_proj} (one per view)")
+    sign = 1.0 if direction == "CCW" else -1.0
+    step = extent / n_proj
+    phi = [start + start_angle_offset_deg + sign * step * k for k in range(n_proj)]
+    theta = tuple((-p) % 360.0 for p in phi)
+    orbit = Orbit(theta, tuple(radii), "cw" if direction == "CCW" else "ccw")
+
+    windows = []
+    for w in range(1, n_win + 1):
+        lo = _num(header, f"energy window lower level [{w}]", path)
+        hi = _num(header, f"energy window upper level [{w}]", path)
+        windows.append((math.nan if lo is None else lo, math.nan if hi is None else hi))
+    counts = data.permute(2, 0, 1).reshape(n_win, n_proj, data.shape[0], data.shape[1])  # [W, V, cols, rows]
+    counts = counts.flip(-1) if mirror_radial else counts.flip(-1).flip(-2)
+    counts = counts.to(torch.float32).contiguous()
+    dr, dz = grid.voxel_size_mm[0], grid.voxel_size_mm[1]
+    n_r, n_z = data.shape[0], data.shape[1]
+    affine = np.diag([dr, dr, dz, 1.0])
+    affine[:3, 3] = -np.array([(n_r - 1) / 2 * dr, (n_r - 1) / 2 * dr, (n_z - 1) / 2 * dz])
+    tpp = _num(header, "time per projection (sec)", path)
+    return Acquisition(
+        _counts=counts,
+        windows=windows,
+        window_names=[""] * n_win,
+        orbit=orbit,
+        pixel_size_mm=float(dr),
+        axial_pixel_size_mm=float(dz),
+        time_per_view_s=tpp,
+        radionuclide=str(header.get("isotope name", "") or "") or None,
+        affine=affine,
+        frame_of_reference_uid=None,
+        study_instance_uid=None,
+        dicom_angles_deg=tuple(phi),
+        rotation_direction="CC" if direction == "CCW" else "CW",
+        collimator=None,
+        source=str(path),
+        meta=dict(interfile=True, header=dict(header)),
+    )
+
+
+def read_interfile_volume(header_path: str | Path, *, affine=None) -> Volume:
+    """Read an Interfile 3-D image as a :class:`Volume` (module docstring for the affine)."""
+    path = Path(header_path)
+    image, grid, header = _read(path)
+    if image.dim() != 5:
+        raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a 3-D volume")
+    if affine is None:
+        A = np.diag(list(grid.voxel_size_mm) + [1.0])
+        offsets = [_num(header, f"first pixel offset (mm) [{a}]", path) for a in (1, 2, 3)]
+        if all(o is not None for o in offsets):
+            A[:3, 3] = offsets
+        else:
+            A[:3, 3] = -(np.array(grid.shape) - 1) / 2.0 * np.array(grid.voxel_size_mm)
+    else:
+        A = check_affine(affine)
+    return Volume(
+        data=image[0, 0].to(torch.float32),
+        affine=A,
+        modality="NM",
+        units=None,
+        source=(str(path),),
+        meta=dict(interfile=True, header=dict(header)),
+    )
