@@ -10,6 +10,10 @@ from spectdl.geometry import VoxelGrid
 from spectdl.io.interfile import read_interfile, read_interfile_header, write_interfile
 
 
+def _px(*sizes) -> list[str]:
+    return [f"scaling factor (mm/pixel) [{i}] := {s}" for i, s in enumerate(sizes, start=1)]
+
+
 def _write(tmp_path: Path, array_xyz: np.ndarray, dtype: str, lines: list[str], offset: int = 0,
            name: str = "img") -> Path:
     """Header + raw file written by hand (independent of write_interfile): x fastest on disk."""
@@ -51,15 +55,13 @@ def test_big_endian_signed_with_offset_and_fortran_numbers(tmp_path):
 def test_float_2d_image_and_slice_units_in_pixels(tmp_path):
     a = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
     h = _write(tmp_path, a, "<f4", ["imagedata byte order := LITTLEENDIAN", "matrix size[1] := 4",
-                                    "matrix size [ 2 ] := 3", "!number format := float",
-                                    "scaling factor (mm/pixel) [1] := 3", "scaling factor (mm/pixel) [2] := 3"])
+                                    "matrix size [ 2 ] := 3", "!number format := float", *_px(3, 3)])
     image, grid, _ = read_interfile(h)
     assert image.shape == (1, 1, 4, 3) and grid == VoxelGrid((4, 3), 3.0)
     np.testing.assert_array_equal(image[0, 0].numpy(), a)
     v = np.ones((2, 2, 3), np.float32)
     h3 = _write(tmp_path, v, "<f4", ["imagedata byte order := LITTLEENDIAN", "!matrix size [1] := 2",
-                                     "!matrix size [2] := 2", "!number format := float",
-                                     "scaling factor (mm/pixel) [1] := 3", "scaling factor (mm/pixel) [2] := 3",
+                                     "!matrix size [2] := 2", "!number format := float", *_px(3, 3),
                                      "!number of slices := 3", "slice thickness (pixels) := 2"], name="v")
     assert read_interfile(h3)[1].voxel_size_mm == (3.0, 3.0, 2.0)
     assert read_interfile(h3, slice_units="pixels")[1].voxel_size_mm == (3.0, 3.0, 6.0)
@@ -68,8 +70,7 @@ def test_float_2d_image_and_slice_units_in_pixels(tmp_path):
 def test_rescale_slope_and_default_big_endian(tmp_path):
     a = np.array([[[1.0, 2.0]]], np.float32)  # (1, 1, 2)
     h = _write(tmp_path, a, ">f4", ["!matrix size [1] := 1", "!matrix size [2] := 1", "!matrix size [3] := 2",
-                                    "!number format := float", "scaling factor (mm/pixel) [1] := 1",
-                                    "scaling factor (mm/pixel) [2] := 1", "scaling factor (mm/pixel) [3] := 5",
+                                    "!number format := float", *_px(1, 1, 5),
                                     "data rescale slope := 2", "data rescale offset := -1"])
     image, grid, _ = read_interfile(h)
     np.testing.assert_allclose(image.flatten().numpy(), [1.0, 3.0])
@@ -87,9 +88,9 @@ def test_write_then_read_round_trip(tmp_path, fmt):
 
 
 def _good_lines(n=(2, 2, 2)):
-    return ["imagedata byte order := LITTLEENDIAN", f"!matrix size [1] := {n[0]}", f"!matrix size [2] := {n[1]}",
-            "!number format := unsigned integer", "!number of bytes per pixel := 2",
-            "scaling factor (mm/pixel) [1] := 2", "scaling factor (mm/pixel) [2] := 2", f"!number of slices := {n[2]}"]
+    return ["imagedata byte order := LITTLEENDIAN", f"!matrix size [1] := {n[0]}",
+            f"!matrix size [2] := {n[1]}", "!number format := unsigned integer",
+            "!number of bytes per pixel := 2", *_px(2, 2), f"!number of slices := {n[2]}"]
 
 
 def test_bad_headers_raise_input_error_naming_file_and_key(tmp_path):
@@ -111,7 +112,7 @@ def test_bad_headers_raise_input_error_naming_file_and_key(tmp_path):
     with pytest.raises(InputError, match=r"'number format' 'bit'"):
         read_interfile(_write(tmp_path, a, "<u2", bad, name="fmt"))
 
-    bad = [ln.replace(":= 2", ":= two") if "scaling factor (mm/pixel) [1]" in ln else ln for ln in _good_lines()]
+    bad = [ln.replace(":= 2", ":= two") if "(mm/pixel) [1]" in ln else ln for ln in _good_lines()]
     with pytest.raises(InputError, match=r"scaling factor \(mm/pixel\) \[1\].*'two'; expected a number"):
         read_interfile(_write(tmp_path, a, "<u2", bad, name="num"))
 

@@ -59,7 +59,7 @@ DEIDENTIFY_REMOVE = (
     "DeviceSerialNumber", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "AcquisitionDate",
     "AcquisitionTime",
 )
-DEIDENTIFY_METHOD = "spectdl basic: names/IDs replaced, dates/staff/institution removed, UIDs replaced, characteristics kept"
+DEIDENTIFY_METHOD = "spectdl basic de-identification (spectdl.io.export)"
 _UID_SALT = "spectdl-deidentify-v1"
 
 

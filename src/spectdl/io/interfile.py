@@ -264,7 +264,9 @@ def write_interfile(
     if tuple(data.shape) == (1, 1, *grid.shape):
         data = data[0, 0]
     if tuple(data.shape) != tuple(grid.shape):
-        raise InputError(f"image: expected shape {tuple(grid.shape)} or [1, 1, ...], found {tuple(image.shape)}")
+        raise InputError(
+            f"image: expected shape {tuple(grid.shape)} or [1, 1, ...], found {tuple(image.shape)}"
+        )
     if number_format == "float":
         np_dtype, nbytes = np.dtype("<f4"), 4
     elif number_format == "unsigned integer":

@@ -181,6 +181,26 @@ class Acquisition:
         A[:3, 3] = A[:3, 3] + A[:3, 2] * int(start)
         return replace(self, _counts=self._counts[..., int(start) : int(stop)], affine=A)
 
+    def rebin(self, factor: int) -> "Acquisition":
+        """Sum ``factor × factor`` blocks of (radial, axial) pixels: a coarser grid, same centre.
+
+        Both detector sizes must be divisible by ``factor`` (crop axially first if needed).
+        """
+        f = int(factor)
+        if f < 1 or f != factor:
+            raise InputError(f"factor: expected a positive integer, found {factor!r}")
+        if f == 1:
+            return self
+        w, v, nr, nz = self._counts.shape
+        if nr % f or nz % f:
+            raise InputError(f"factor: {f} does not divide the detector size ({nr}, {nz}); crop_axial first")
+        counts = self._counts.reshape(w, v, nr // f, f, nz // f, f).sum((3, 5))
+        A = self.affine.copy()
+        A[:3, 3] = A[:3, 3] + (f - 1) / 2.0 * A[:3, :3].sum(1)
+        A[:3, :3] = A[:3, :3] * f
+        return replace(self, _counts=counts, affine=A, pixel_size_mm=self.pixel_size_mm * f,
+                       axial_pixel_size_mm=self.axial_pixel_size_mm * f)
+
     def axial_extent(self, window: int, threshold: float = 0.0) -> tuple[int, int]:
         """``(start, stop)`` of the axial pixels whose summed counts in ``window`` exceed ``threshold``."""
         prof = self.counts(window).sum((0, 1))
@@ -428,7 +448,7 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
             manufacturer=str(ds.get("Manufacturer", "") or ""),
             model=str(ds.get("ManufacturerModelName", "") or ""),
             window_ranges=ranges,
-            flips={d: dict(reverse_columns=f[0], reverse_rows=f[1]) for d, f in flips.items()},
+            flips={d: dict(reverse_columns=bool(f[0]), reverse_rows=bool(f[1])) for d, f in flips.items()},
             center_of_rotation_offset_mm={d: det["cor"] for d, det in det_info.items()},
             view_keys=order,
             axis_centre_mm=centre.tolist(),

@@ -11,4 +11,13 @@ from spectdl.phantoms.nema_iec import nema_iec
 from spectdl.phantoms.published import load_interfile, read_material_ranges
 from spectdl.phantoms.wholebody import wholebody_planar
 
-__all__ = ["Phantom", "PlanarPhantom", "brain2d", "cardiac", "load_interfile", "nema_iec", "read_material_ranges", "wholebody_planar"]
+__all__ = [
+    "Phantom",
+    "PlanarPhantom",
+    "brain2d",
+    "cardiac",
+    "load_interfile",
+    "nema_iec",
+    "read_material_ranges",
+    "wholebody_planar",
+]

@@ -28,7 +28,8 @@ def ellipse_distance(u: torch.Tensor, v: torch.Tensor, a, b) -> torch.Tensor:
     """
     r = torch.sqrt(u * u + v * v)
     rho = torch.sqrt((u / a) ** 2 + (v / b) ** 2)
-    boundary = torch.where(rho > 1e-9, r / rho.clamp_min(1e-9), torch.as_tensor(a, dtype=r.dtype, device=r.device))
+    fallback = torch.as_tensor(a, dtype=r.dtype, device=r.device)
+    boundary = torch.where(rho > 1e-9, r / rho.clamp_min(1e-9), fallback)
     return r - boundary
 
 

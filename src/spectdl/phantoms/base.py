@@ -90,7 +90,9 @@ class PlanarPhantom:
     def batch_size(self) -> int:
         return int(self.anterior.shape[0])
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "PlanarPhantom":
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> "PlanarPhantom":
         return replace(
             self,
             anterior=self.anterior.to(device=device, dtype=dtype),
@@ -148,7 +150,9 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
     if not ok:
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        interval = f"{left}{lo}, {hi}{right}"
         raise InputError(f"{name}: expected a finite value in {interval}, found {value!r}")
     return v
 

@@ -4,7 +4,7 @@ Each sample is an ellipse of background activity 1 (random centre, semi-axes and
 with a 2–4 mm bone ring at its edge for the skull, and 1 to several hot regions inside the brain.
 A hot region is a star-shaped blob whose radius is a random Fourier series,
 
-    r(φ) = r₀ · (1 + Σ_{k=1..H} α_k cos(k φ − φ_k)),   α_k ~ U(0, roughness / k),  φ_k ~ U(0, 2π),
+    r(φ) = r₀ · (1 + Σ_{k=1..H} α_k cos(k φ − φ_k)),  α_k ~ U(0, roughness / k),  φ_k ~ U(0, 2π),
 
 so it is not an ellipse, and its activity is drawn from N(hot_mean, hot_sd) clipped to
 ``hot_range`` (default: centre 6, clipped to [3, 9]). Overlapping blobs take the larger value.
@@ -101,7 +101,8 @@ def brain2d(
         (a_lo, a_hi), (b_lo, b_hi) = head_semi_axes_mm
     except (TypeError, ValueError) as exc:
         raise InputError(
-            f"head_semi_axes_mm: expected ((major_lo, major_hi), (minor_lo, minor_hi)), found {head_semi_axes_mm!r}"
+            "head_semi_axes_mm: expected ((major_lo, major_hi), (minor_lo, minor_hi)), "
+            f"found {head_semi_axes_mm!r}"
         ) from exc
     a_lo, a_hi = check_range("head_semi_axes_mm[0]", (a_lo, a_hi), 0)
     b_lo, b_hi = check_range("head_semi_axes_mm[1]", (b_lo, b_hi), 0)
@@ -109,7 +110,8 @@ def brain2d(
     t_lo, t_hi = check_range("skull_thickness_mm", skull_thickness_mm, 0)
     if t_hi >= min(a_lo, b_lo):
         raise InputError(
-            f"skull_thickness_mm: {skull_thickness_mm!r} must be thinner than the smallest semi-axis {min(a_lo, b_lo)}"
+            f"skull_thickness_mm: {skull_thickness_mm!r} must be thinner than the smallest "
+            f"semi-axis {min(a_lo, b_lo)}"
         )
     skull_act = check_number("skull_activity", skull_activity, 0)
     r_lo, r_hi = check_range("region_radius_mm", region_radius_mm, 0)
@@ -179,28 +181,38 @@ def brain2d(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     pixel = sum(grid.voxel_size_mm) / 2.0
     x, y = grid_coords(grid, dev, dtype)
-    P = lambda t: t.to(device=dev, dtype=dtype)  # noqa: E731
-    dx = x[None, :, None] - P(centre[:, 0])[:, None, None]
-    dy = y[None, None, :] - P(centre[:, 1])[:, None, None]
-    c, s = P(torch.cos(theta))[:, None, None], P(torch.sin(theta))[:, None, None]
-    lu_img, lv_img = dx * c + dy * s, -dx * s + dy * c
-    big_d, small_d, skull_d = (P(t)[:, None, None] for t in (big, small, skull))
-    cov_head = edge_coverage(ellipse_distance(lu_img, lv_img, big_d, small_d), pixel, antialias)
-    cov_brain = edge_coverage(
-        ellipse_distance(lu_img, lv_img, big_d - skull_d, small_d - skull_d), pixel, antialias
-    )
-    cov_brain = torch.minimum(cov_brain, cov_head)
+
+    def per_sample(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=dev, dtype=dtype)[:, None, None]
+
+    c, s = per_sample(torch.cos(theta)), per_sample(torch.sin(theta))
+    dx = x[None, :, None] - per_sample(centre[:, 0])
+    dy = y[None, None, :] - per_sample(centre[:, 1])
+    lu2, lv2 = dx * c + dy * s, dy * c - dx * s
+    lu2, lv2 = lu2 * lu2, lv2 * lv2
+    r = torch.sqrt(lu2 + lv2)
+
+    def coverage(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # Signed distance along the ray from the centre, r·(1 − 1/ρ) with ρ² = (u/a)² + (v/b)²
+        # (see _shapes.ellipse_distance); at the centre itself the pixel is inside.
+        rho2 = lu2 * per_sample(1.0 / (a * a)) + lv2 * per_sample(1.0 / (b * b))
+        d = torch.where(rho2 > 1e-12, r - r * torch.rsqrt(rho2.clamp_min(1e-12)), -per_sample(b))
+        return edge_coverage(d, pixel, antialias)
+
+    cov_head = coverage(big, small)
+    cov_brain = torch.minimum(coverage(big - skull, small - skull), cov_head)
     ring = cov_head - cov_brain
 
     excess, hot_cov = _render_blobs(grid, rc, r0, amp, phase, value, active, dev, dtype, pixel, antialias)
-    excess = excess * cov_brain
-    activity = cov_brain + skull_act * ring + excess
+    activity = cov_brain * (1.0 + excess) + skull_act * ring
     mu = mu_water * cov_head + (mu_bone - mu_water) * ring
 
-    labels = torch.zeros(batch_size, *grid.shape, dtype=torch.int64, device=dev)
-    labels[cov_head >= 0.5] = LABELS["skull"]
-    labels[cov_brain >= 0.5] = LABELS["background"]
-    labels[(cov_brain >= 0.5) & (hot_cov >= 0.5)] = LABELS["hot"]
+    brain = cov_brain >= 0.5
+    labels = torch.where(
+        brain,
+        torch.where(hot_cov >= 0.5, LABELS["hot"], LABELS["background"]),
+        torch.where(cov_head >= 0.5, LABELS["skull"], LABELS["outside"]),
+    )
 
     return Phantom(
         activity=activity[:, None],
@@ -248,7 +260,8 @@ def _render_blobs(grid, centre, r0, amp, phase, value, active, dev, dtype, pixel
     amp_d, ph_d = P(amp), P(phase)
     for k in range(amp.shape[-1]):
         a_k = amp_d[..., k, None, None]
-        radius = radius + a_k * (ck * torch.cos(ph_d[..., k, None, None]) + sk * torch.sin(ph_d[..., k, None, None]))
+        ph_k = ph_d[..., k, None, None]
+        radius = radius + a_k * (ck * torch.cos(ph_k) + sk * torch.sin(ph_k))
         ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
     radius = radius * P(r0)[..., None, None]
     cov = edge_coverage(r - radius, pixel, antialias)

@@ -192,9 +192,10 @@ def cardiac(
 
     geo = _geometry(p)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    act_tab = torch.stack([torch.zeros(batch_size, dtype=torch.float64)] +
-                          [conc[n] for n in ("background", "myocardium", "lv_blood", "rv_blood", "liver", "lungs")], 1)
-    mu_tab = torch.tensor([0.0, mu_water, mu_water, mu_water, mu_water, mu_water, mu_lung], dtype=torch.float64)
+    # Tables indexed by label value (0 outside, then LABELS' order).
+    names = ("background", "myocardium", "lv_blood", "rv_blood", "liver", "lungs")
+    act_tab = torch.stack([torch.zeros(batch_size, dtype=torch.float64)] + [conc[n] for n in names], 1)
+    mu_tab = torch.tensor([0.0] + [mu_water] * 5 + [mu_lung], dtype=torch.float64)
     act_tab = act_tab.to(device=dev, dtype=dtype)
     mu_tab = mu_tab.to(device=dev, dtype=dtype)
     geo_d = {k: v.to(device=dev, dtype=dtype) for k, v in geo.items()}
@@ -308,7 +309,8 @@ def _label_points(axes: list[torch.Tensor], g: dict[str, torch.Tensor], extent: 
     labels = torch.where(torso & ellipsoid(g["liver_centre"], g["liver_axes"]), LABELS["liver"], labels)
 
     def frame(centre, e):
-        return (X - col(centre, 0)) * col(e, 0) + (Y - col(centre, 1)) * col(e, 1) + (Z - col(centre, 2)) * col(e, 2)
+        return ((X - col(centre, 0)) * col(e, 0) + (Y - col(centre, 1)) * col(e, 1)
+                + (Z - col(centre, 2)) * col(e, 2))
 
     rv_u = frame(g["rv_centre"], g["d"])
     rv_l = frame(g["rv_centre"], g["e_lat"])

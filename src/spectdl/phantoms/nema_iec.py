@@ -180,7 +180,9 @@ def _check_ratio(ratio) -> list[float]:
         except TypeError as exc:
             raise InputError(f"ratio: expected a number or 6 numbers, found {ratio!r}") from exc
         if len(values) != 6:
-            raise InputError(f"ratio: expected one value or 6 (one per sphere), found {len(values)}: {ratio!r}")
+            raise InputError(
+                f"ratio: expected one value or 6 (one per sphere), found {len(values)}: {ratio!r}"
+            )
     return [check_number("ratio", v, 0) for v in values]
 
 

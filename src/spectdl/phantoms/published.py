@@ -89,7 +89,9 @@ def read_material_ranges(path: str | Path) -> list[tuple[int, int, str]]:
     return rows
 
 
-def material_mu_per_cm(name: str, energy_kev: float, overrides: dict[str, float | str] | None = None) -> float:
+def material_mu_per_cm(
+    name: str, energy_kev: float, overrides: dict[str, float | str] | None = None
+) -> float:
     """Linear attenuation (cm⁻¹) of a phantom material name (rules in the module docstring)."""
     overrides = overrides or {}
     if name in overrides:
@@ -155,7 +157,8 @@ def _resample(image: torch.Tensor, src: VoxelGrid, dst: VoxelGrid, centre_mm: Se
         return out
     axes = []
     for a in range(dst.ndim):
-        p = (torch.arange(dst.shape[a], dtype=torch.float64) - (dst.shape[a] - 1) / 2.0) * dst.voxel_size_mm[a]
+        n_dst = dst.shape[a]
+        p = (torch.arange(n_dst, dtype=torch.float64) - (n_dst - 1) / 2.0) * dst.voxel_size_mm[a]
         idx = (p - centre_mm[a]) / src.voxel_size_mm[a] + (src.shape[a] - 1) / 2.0
         n = src.shape[a]
         # align_corners=True maps index 0 -> -1 and n-1 -> +1.
@@ -209,17 +212,23 @@ def load_interfile(
     if attenuation_header is None:
         mu = torch.zeros_like(activity)
     else:
-        raw, att_grid, att_header = read_interfile(attenuation_header, slice_units=slice_units, dtype=torch.float64)
+        raw, att_grid, att_header = read_interfile(
+            attenuation_header, slice_units=slice_units, dtype=torch.float64
+        )
         if att_grid.ndim != grid.ndim:
             raise InputError(
-                f"attenuation_header: a {att_grid.ndim}-D image does not match the {grid.ndim}-D activity image"
+                f"attenuation_header: a {att_grid.ndim}-D image does not match the {grid.ndim}-D "
+                "activity image"
             )
         info.update(attenuation_header=str(attenuation_header), attenuation_keys=att_header)
         if attenuation_scale_per_cm is not None:
             scale = check_number("attenuation_scale_per_cm", attenuation_scale_per_cm, 0)
             mu_native, lab_native = raw * scale, None
         else:
-            mfile = Path(materials_file) if materials_file is not None else _find_materials_file(Path(attenuation_header))
+            if materials_file is not None:
+                mfile = Path(materials_file)
+            else:
+                mfile = _find_materials_file(Path(attenuation_header))
             rows = read_material_ranges(mfile)
             mu_native = torch.zeros_like(raw)
             lab_native = torch.full_like(raw, -1.0)
@@ -234,7 +243,8 @@ def load_interfile(
             if bool((lab_native < 0).any()):
                 missing = torch.unique(raw[lab_native < 0])[:10].tolist()
                 raise InputError(
-                    f"{mfile}: attenuation values {missing} of {attenuation_header} are in no range of this file"
+                    f"{mfile}: attenuation values {missing} of {attenuation_header} are in no range "
+                    "of this file"
                 )
             info.update(materials_file=str(mfile), materials=materials)
 

@@ -362,13 +362,15 @@ class _Body:
         self._grow(rows, torch.where(a > 0, bb[None, :, None] * torch.sqrt(q), 0.0))
         # Arms (shoulder -> elbow -> wrist) and hands, on both sides.
         for s in (-1.0, 1.0):
-            for (xa, fa, ra), (xb, fb, rb) in (((200, 0.19, 48), (212, 0.37, 40)), ((212, 0.37, 40), (218, 0.48, 30))):
+            arm = (((200, 0.19, 48), (212, 0.37, 40)), ((212, 0.37, 40), (218, 0.48, 30)))
+            for (xa, fa, ra), (xb, fb, rb) in arm:
                 rows, h, _ = c.bar(self.X(s * xa), self.Z(fa), self.X(s * xb), self.Z(fb), ra * w, rb * w)
                 self._grow(rows, h)
             rows, h, _ = c.ellipsoid(self.X(s * 219), self.Z(0.525), 32 * w, 18 * d, 0.045 * H)
             self._grow(rows, h)
             # Legs (hip -> knee -> ankle) and feet.
-            for (xa, fa, ra), (xb, fb, rb) in (((95, 0.50, 85), (88, 0.715, 52)), ((88, 0.715, 55), (82, 0.955, 35))):
+            leg = (((95, 0.50, 85), (88, 0.715, 52)), ((88, 0.715, 55), (82, 0.955, 35)))
+            for (xa, fa, ra), (xb, fb, rb) in leg:
                 rows, h, _ = c.bar(self.X(s * xa), self.Z(fa), self.X(s * xb), self.Z(fb), ra * w, rb * w)
                 self._grow(rows, h)
             rows, h, _ = c.ellipsoid(self.X(s * 82), self.Z(0.978), 45 * w, 60 * d, 0.022 * H)

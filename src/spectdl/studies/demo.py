@@ -71,8 +71,8 @@ class DemoConfig:
             return self
         return dataclasses.replace(
             self,
-            grid_shape=(72, 72, 46),
-            voxel_size_mm=4.42,
+            grid_shape=(60, 60, 38),
+            voxel_size_mm=5.5,
             n_views=30,
             train_ratios=(4.0, 12.0),
             test_ratios=(8.0,),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -100,6 +99,7 @@ class SpectdlModule(L.LightningModule):
             global_step=trainer.global_step,
             metrics=scalar_metrics(trainer.callback_metrics),
             **self.extra_meta(),
+            **self.config.checkpoint.metadata,
         )
         checkpoint["rng"] = _rng_state(self.device)
 
@@ -112,6 +112,25 @@ class SpectdlModule(L.LightningModule):
         if self._pending_rng is not None:
             _set_rng_state(self._pending_rng, self.device)
             self._pending_rng = None
+
+    # -- schedules -----------------------------------------------------------------------------
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        # Plateau schedules are stepped in on_train_epoch_end, before the epoch's checkpoint is
+        # written; Lightning would step them after it, and a resumed run would miss that step.
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return
+        super().lr_scheduler_step(scheduler, metric)
+
+    def on_train_epoch_end(self) -> None:
+        trainer = self.trainer
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                value = trainer.callback_metrics.get(config.monitor)
+                if value is not None:
+                    scheduler.step(float(value))
+            elif not self.automatic_optimization:
+                scheduler.step()
 
     # -- NaN guard -----------------------------------------------------------------------------
     def check_finite(self, loss: torch.Tensor, batch_input: torch.Tensor, batch_idx: int,
@@ -173,7 +192,3 @@ class SpectdlModule(L.LightningModule):
         if self.config.metrics.ssim and min(target.shape[2:]) >= 11:
             values = ssim(pred, target, data_range=data_range, reduction="none")
             self.log(f"{stage}_ssim", values.mean(), on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

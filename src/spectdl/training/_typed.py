@@ -21,6 +21,7 @@ from typing import Any, Literal, Mapping, Union
 from spectdl.errors import ConfigError
 
 _NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+_PLURALS = {bool: "booleans", int: "integers", float: "floats", str: "strings"}
 
 
 def _describe(hint) -> str:
@@ -37,7 +38,7 @@ def _describe(hint) -> str:
     if origin is tuple:
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_plural(args[0])}"
+            return f"a list of {_PLURALS.get(args[0], _describe(args[0]))}"
         return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
     if origin is dict:
         return "a mapping"
@@ -46,12 +47,41 @@ def _describe(hint) -> str:
     return str(hint)
 
 
-def _plural(hint) -> str:
-    return {bool: "booleans", int: "integers", float: "floats", str: "strings"}.get(hint, _describe(hint))
-
-
 def _fail(path: str, hint, value) -> ConfigError:
     return ConfigError(f"{path}: expected {_describe(hint)}, found {value!r}")
+
+
+def _convert_union(value: Any, hint, path: str) -> Any:
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise _fail(path, hint, value)
+    options = [a for a in args if a is not type(None)]
+    if len(options) == 1:
+        return convert(value, options[0], path)
+    deeper = None
+    for arg in options:
+        try:
+            return convert(value, arg, path)
+        except ConfigError as exc:
+            # An error inside a nested value (a deeper path) says more than "expected X or Y".
+            if deeper is None and str(exc).startswith((f"{path}.", f"{path}[")):
+                deeper = exc
+    if deeper is not None:
+        raise deeper
+    raise _fail(path, hint, value)
+
+
+def _convert_tuple(value: Any, hint, path: str) -> tuple:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise _fail(path, hint, value)
+    args = typing.get_args(hint)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(f"{path}: expected {_describe(hint)}, found {len(value)} values {list(value)!r}")
+    return tuple(convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
 
 
 def convert(value: Any, hint, path: str) -> Any:
@@ -63,23 +93,10 @@ def convert(value: Any, hint, path: str) -> Any:
         return value
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise _fail(path, hint, value)
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return convert(value, arg, path)
-            except ConfigError:
-                continue
-        raise _fail(path, hint, value)
+        return _convert_union(value, hint, path)
     if origin is Literal:
-        choices = typing.get_args(hint)
-        # bool is an int subclass: `True == 1`, so compare types as well as values.
-        if any(type(value) is type(c) and value == c for c in choices):
+        # bool is an int subclass (True == 1), so compare types as well as values.
+        if any(type(value) is type(c) and value == c for c in typing.get_args(hint)):
             return value
         raise _fail(path, hint, value)
     if hint is bool:
@@ -99,14 +116,7 @@ def convert(value: Any, hint, path: str) -> Any:
             return value
         raise _fail(path, hint, value)
     if origin is tuple:
-        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
-            raise _fail(path, hint, value)
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{path}: expected {_describe(hint)}, found {len(value)} values {value!r}")
-        return tuple(convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return _convert_tuple(value, hint, path)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise _fail(path, hint, value)
@@ -129,8 +139,8 @@ def convert(value: Any, hint, path: str) -> Any:
 class Section:
     """Base of the config dataclasses: type checks in ``__post_init__``, :meth:`from_dict`, :meth:`to_dict`.
 
-    Subclasses are ``@dataclass`` classes; they may define ``_check(self)`` for checks across
-    fields, raising ``ConfigError`` whose message starts with the field name.
+    Subclasses are ``@dataclass(frozen=True)`` classes; they may define ``_check(self)`` for checks
+    of ranges or across fields, raising ``ConfigError`` whose message starts with the field name.
     """
 
     def __post_init__(self) -> None:
@@ -140,7 +150,7 @@ class Section:
         self._check()
 
     def _check(self) -> None:
-        """Checks that span several fields or ranges of values; override in subclasses."""
+        """Checks of ranges or across fields; override in subclasses."""
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -104,9 +104,9 @@ class BestLastCheckpoint(Checkpoint):
         if improved:
             self.best_score = metrics[self.monitor]
             self.best_epoch = epoch
-        trainer.save_checkpoint(self.last_path)
+        trainer.save_checkpoint(self.last_path, weights_only=False)
         if improved:
-            trainer.save_checkpoint(self.best_path)
+            trainer.save_checkpoint(self.best_path, weights_only=False)
 
     def state_dict(self) -> dict[str, Any]:
         return {

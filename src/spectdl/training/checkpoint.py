@@ -284,6 +284,7 @@ def save_checkpoint(
     modality: str = "spect",
     task: str = "supervised",
     metrics: Mapping[str, float] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Save a network (and optionally its optimiser) in the spectdl checkpoint format.
 
@@ -299,6 +300,7 @@ def save_checkpoint(
         modality: what the network reads (``"spect"``, ``"projections"``, ...).
         task: ``"supervised"``, ``"gan"`` or ``"two_stage"``.
         metrics: numbers to record (e.g. validation scores).
+        extra_meta: further metadata entries (e.g. ``normalization``), JSON-compatible values.
 
     Returns the sidecar path. The write is atomic (see the module docstring).
     """
@@ -313,8 +315,18 @@ def save_checkpoint(
     tree[META_KEY] = network_meta(
         model, model_name, model_kwargs or {}, task=task, modality=modality, config=config,
         epoch=epoch, epochs_completed=None if epoch is None else epoch + 1, metrics=metrics,
+        **dict(extra_meta or {}),
     )
     return write_checkpoint(path, tree)
+
+
+#: The keys spectdl writes in a checkpoint's metadata block, and those the training modules add;
+#: extra metadata (``checkpoint.metadata`` in a config) may not reuse them.
+CORE_META_FIELDS = (
+    "task", "model", "in_channels", "out_channels", "modality", "network_prefix", "epoch", "epochs_completed",
+    "global_step", "metrics", "config", "spectdl_version", "torch_version",
+)
+META_FIELDS = CORE_META_FIELDS + ("stage", "discriminator")
 
 
 def network_meta(
@@ -331,8 +343,13 @@ def network_meta(
     metrics: Mapping[str, float] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The ``"spectdl"`` metadata block of a checkpoint (see the module docstring)."""
+    """The ``"spectdl"`` metadata block of a checkpoint (see the module docstring); ``extra`` adds
+    entries such as ``normalization`` or ``inference`` settings that :mod:`spectdl.inference` reads."""
     import spectdl
+
+    clash = sorted(set(extra) & set(CORE_META_FIELDS))
+    if clash:
+        raise InputError(f"extra metadata: key {clash[0]!r} is written by spectdl itself; expected other names")
 
     return {
         "task": task,

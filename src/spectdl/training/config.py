@@ -173,19 +173,29 @@ class TrainerConfig(Section):
                 f"'ddp_find_unused_parameters_true', ...), found {self.strategy!r} (FSDP and DeepSpeed "
                 "keep their own checkpoint format, which spectdl does not read)"
             )
-        if isinstance(self.devices, str) and self.devices != "auto":
-            try:
-                int(self.devices)
-            except ValueError:
-                raise ConfigError(f"devices: expected an integer, a list of integers or 'auto', found {self.devices!r}")
+        if isinstance(self.devices, str) and not re.fullmatch(r"auto|-?\d+|\d+(,\d+)*,?", self.devices.strip()):
+            raise ConfigError(
+                f"devices: expected an integer, a list of integers, 'auto' or a string like '0,1', found {self.devices!r}"
+            )
 
 
 @dataclass(frozen=True)
 class CheckpointConfig(Section):
-    """Which logged metric decides the best checkpoint (``last`` is written every epoch)."""
+    """Which logged metric decides the best checkpoint (``last`` is written every epoch), and
+    ``metadata``: extra entries for the checkpoints' ``spectdl`` block, e.g.
+    ``normalization: {inputs: [mean_positive], output: 0}`` or ``inference: {roi_size: 96}``, which
+    :mod:`spectdl.inference` reads. They may not reuse the names spectdl writes itself."""
 
     monitor: str = "val_loss"
     mode: Literal["min", "max"] = "min"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def _check(self) -> None:
+        from spectdl.training.checkpoint import META_FIELDS
+
+        clash = sorted(set(self.metadata) & set(META_FIELDS))
+        if clash:
+            raise ConfigError(f"metadata.{clash[0]}: written by spectdl itself; expected another name")
 
 
 @dataclass(frozen=True)

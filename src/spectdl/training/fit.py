@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 import os
 import signal
 import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import torch
 
@@ -31,8 +30,6 @@ from spectdl.errors import ConfigError, InputError, MissingDependencyError, requ
 from spectdl.training.checkpoint import META_KEY, read_checkpoint
 from spectdl.training.config import TrainConfig, dump_config, load_config
 from spectdl.training.errors import TrainingDivergedError
-
-log = logging.getLogger(__name__)
 
 #: Config sections that must match the checkpoint when resuming (they define the networks).
 _ARCHITECTURE_KEYS = ("task", "model", "gan.discriminator", "two_stage.latent", "two_stage.image_channels",
@@ -72,6 +69,8 @@ def fit(
     val_data: Any = None,
     out_dir: Union[str, Path] = "runs/train",
     resume: bool = False,
+    *,
+    callbacks: Sequence[Any] = (),
 ) -> FitResult:
     """Train the model a config describes and write checkpoints, logs and the config to ``out_dir``.
 
@@ -86,6 +85,7 @@ def fit(
             history and RNG state are restored, and training goes on with the next epoch. Without a
             checkpoint there, training starts from scratch. Without ``resume``, an ``out_dir`` that
             already holds a checkpoint is an error (so a finished run is never overwritten).
+        callbacks: extra Lightning callbacks (e.g. ``EarlyStopping``), added to spectdl's own.
 
     Returns:
         A :class:`FitResult`.
@@ -106,8 +106,9 @@ def fit(
         raise InputError("train_data: expected a Dataset or DataLoader of dict batches, found None")
     out = Path(out_dir)
     if cfg.task == "two_stage":
-        return _fit_two_stage(cfg, train_data, val_data, out, resume)
-    return _fit_one(cfg, _module_factory(cfg), train_data, val_data, out, resume, cfg.trainer.max_epochs)
+        return _fit_two_stage(cfg, train_data, val_data, out, resume, list(callbacks))
+    return _fit_one(cfg, _module_factory(cfg), train_data, val_data, out, resume, cfg.trainer.max_epochs,
+                    callbacks=list(callbacks))
 
 
 def _module_factory(cfg: TrainConfig, stage: int | None = None) -> Callable[[], Any]:
@@ -196,6 +197,14 @@ def _loggers(cfg: TrainConfig, out: Path) -> list:
     return loggers
 
 
+def _strategy(name: str, manual: bool) -> str:
+    # The GAN's generator step leaves the discriminator's weights without gradients (and the other
+    # way round), which plain DDP rejects; let DDP look for unused parameters instead.
+    if manual and name in ("ddp", "ddp_spawn"):
+        return f"{name}_find_unused_parameters_true"
+    return name
+
+
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list, max_epochs: int):
     L = require("lightning", "train")
     from spectdl.training.callbacks import SafeCheckpointIO
@@ -208,7 +217,7 @@ def _trainer(cfg: TrainConfig, out: Path, callbacks: list, max_epochs: int):
         accelerator=t.accelerator,
         devices=list(t.devices) if isinstance(t.devices, tuple) else t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        strategy=_strategy(t.strategy, manual),
         precision=t.precision,
         log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
@@ -266,6 +275,7 @@ def _fit_one(
     resume: bool,
     max_epochs: int,
     init_from: Path | None = None,
+    callbacks: list | None = None,
 ) -> FitResult:
     from spectdl.training.callbacks import BestLastCheckpoint, ExceptionRecorder
     from spectdl.training.data import make_loader
@@ -309,10 +319,13 @@ def _fit_one(
     with seeded(cfg.seed):
         module = make_module()
         if init_from is not None and ckpt_path is None:
-            module.load_state_dict(read_checkpoint(init_from)["state_dict"], strict=True)
+            try:
+                module.load_state_dict(read_checkpoint(init_from)["state_dict"], strict=True)
+            except (RuntimeError, KeyError) as exc:
+                raise ConfigError(f"two_stage.init_from: {init_from} does not fit the configured networks ({exc})") from None
         train_loader = make_loader(train_data, cfg.data, cfg.seed, train=True, name="train_data")
         val_loader = make_loader(val_data, cfg.data, cfg.seed, train=False, name="val_data")
-        trainer = _trainer(cfg, out, [checkpoint_cb, recorder], max_epochs)
+        trainer = _trainer(cfg, out, [checkpoint_cb, recorder, *(callbacks or [])], max_epochs)
         try:
             with _reraise_keyboard_interrupt(recorder), warnings.catch_warnings():
                 # The two-stage module keeps its frozen parts in eval mode on purpose.
@@ -347,7 +360,8 @@ def _stage_summary(out: Path) -> FitResult | None:
     )
 
 
-def _fit_two_stage(cfg: TrainConfig, train_data: Any, val_data: Any, out: Path, resume: bool) -> FitResult:
+def _fit_two_stage(cfg: TrainConfig, train_data: Any, val_data: Any, out: Path, resume: bool,
+                   callbacks: list) -> FitResult:
     ts = cfg.two_stage
     assert ts is not None
     results: list[FitResult] = []
@@ -371,7 +385,7 @@ def _fit_two_stage(cfg: TrainConfig, train_data: Any, val_data: Any, out: Path, 
             result = summary  # finished before the interruption
         else:
             result = _fit_one(cfg, _module_factory(cfg, stage), train_data, val_data, stage_out, resume, epochs,
-                              init_from=previous)
+                              init_from=previous, callbacks=callbacks)
         results.append(result)
         previous = result.best_checkpoint or result.last_checkpoint
     final = results[-1]

@@ -41,5 +41,6 @@ def build_scheduler(
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=mode, factor=config.gamma, patience=config.patience, min_lr=config.min_lr
         )
-        return {"scheduler": sched, "interval": "epoch", "monitor": monitor}
+        # strict=False: an epoch without validation skips the update instead of failing.
+        return {"scheduler": sched, "interval": "epoch", "monitor": monitor, "strict": False}
     return {"scheduler": sched, "interval": "epoch"}

@@ -1,0 +1,174 @@
+"""Chunked HDF5 shards of simulated samples, written atomically and byte-for-byte reproducibly.
+
+A shard holds ``n`` samples. Every stored array ``key`` is a dataset ``[n, C, *spatial]`` chunked
+one sample per chunk (reading sample ``i`` touches one chunk); per-sample scalars (``index``,
+``phantom_seed``, ``noise_seed``, ``total_counts``, ``scale``) are ``[n]`` datasets, and the sampled
+phantom parameters are under ``params/``.
+
+Reproducible bytes: datasets are created in sorted order with ``track_times=False`` (HDF5 stamps
+objects with their creation time otherwise) and a fixed ``libver`` range; gzip and lzf do not write
+timestamps. Atomic: the shard is written to ``.<name>.<random>.tmp`` in the same folder and renamed
+when complete, so a reader (or a crash, or a full disk) never leaves a half-written ``shard-*.h5``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from spectdl.errors import SpectdlError, require
+
+LIBVER = ("earliest", "v110")
+SHARD_FORMAT = "spectdl-simulation-shard"
+
+
+class ShardWriteError(SpectdlError, OSError):
+    """A shard could not be written (disk full, permissions, ...); no partial file is left behind.
+
+    It is an ``OSError`` too, with the original ``errno``, so code that handles disk errors catches it.
+    """
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def _h5py():
+    return require("h5py", "train")
+
+
+class ShardWriter:
+    """Write one shard row block by row block; :meth:`commit` renames it into place.
+
+    Use as a context manager: leaving the block without :meth:`commit` (or with an exception)
+    deletes the temporary file. Any ``OSError`` raised while writing becomes a
+    :class:`ShardWriteError` naming the shard.
+
+    Args:
+        path: final shard path (``shard-00000.h5``).
+        n_rows: number of samples the shard will hold.
+        compression: ``"none"``, ``"gzip"`` (level 4, byte shuffle) or ``"lzf"`` (byte shuffle).
+        attrs: file attributes (ints, floats, strings).
+    """
+
+    def __init__(self, path: str | Path, n_rows: int, compression: str = "none", attrs: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.n_rows = int(n_rows)
+        self.compression = compression
+        self._file = None
+        self._tmp: Path | None = None
+        self._guard(self._open, dict(attrs or {}))
+
+    # ------------------------------------------------------------------ error handling
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as exc:
+            self.abort()
+            if isinstance(exc, ShardWriteError):
+                raise
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ShardWriteError(
+                exc.errno or 0, f"shard {self.path}: write failed ({reason}); no partial file was left"
+            ) from exc
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, attrs: dict[str, Any]) -> None:
+        h5py = _h5py()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._file = h5py.File(tmp, "w", libver=LIBVER)
+        self._file.attrs["format"] = SHARD_FORMAT
+        for key in sorted(attrs):
+            self._file.attrs[key] = attrs[key]
+
+    def _options(self) -> dict[str, Any]:
+        if self.compression == "gzip":
+            return dict(compression="gzip", compression_opts=4, shuffle=True)
+        if self.compression == "lzf":
+            return dict(compression="lzf", shuffle=True)
+        return {}
+
+    # ------------------------------------------------------------------ writing
+    def write(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write rows ``start : start + len`` of every array (``[rows, ...]``); names may hold ``/``."""
+        self._guard(self._write, int(start), arrays)
+
+    def _write(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
+        f = self._file
+        if f is None:
+            raise SpectdlError(f"shard {self.path}: the writer is closed")
+        for key in sorted(arrays):
+            arr = np.ascontiguousarray(arrays[key])
+            stop = start + arr.shape[0]
+            if stop > self.n_rows:
+                raise SpectdlError(f"shard {self.path}: rows {start}:{stop} exceed its {self.n_rows} rows")
+            if key not in f:
+                shape = (self.n_rows,) + arr.shape[1:]
+                chunks = (1,) + arr.shape[1:] if arr.ndim > 1 else None
+                f.create_dataset(
+                    key, shape=shape, dtype=arr.dtype, chunks=chunks, track_times=False,
+                    **(self._options() if arr.ndim > 1 else {}),
+                )
+            f[key][start:stop] = arr
+
+    def commit(self) -> str:
+        """Close the file, rename it into place, and return its SHA-256 (hex)."""
+        return self._guard(self._commit)
+
+    def _commit(self) -> str:
+        self._file.close()
+        self._file = None
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        return file_sha256(self.path)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (idempotent, never raises)."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - the file is being discarded
+                pass
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.abort()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_shard(path: str | Path):
+    """Open a shard read-only (h5py.File)."""
+    h5py = _h5py()
+    return h5py.File(str(path), "r")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete ``.shard-*.tmp`` left by a process that was killed while writing; returns them."""
+    removed = []
+    for p in Path(folder).glob(".shard-*.tmp"):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed

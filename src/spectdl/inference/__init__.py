@@ -1,0 +1,40 @@
+"""Apply a trained network to volumes and files (``spectdl enhance``).
+
+* :mod:`~spectdl.inference.sliding`: :func:`predict_slices` (2-D networks, slice by slice) and
+  :func:`predict_sliding_window` (3-D networks, overlapping windows with Gaussian or constant
+  blending), batched, on any device.
+* :mod:`~spectdl.inference.normalization`: the intensity scaling a checkpoint records.
+* :mod:`~spectdl.inference.enhance`: :func:`enhance_volume` (arrays) and :func:`enhance_file`
+  (NIfTI or DICOM in, the same format out, geometry kept, written atomically).
+
+Sits after :mod:`spectdl.training` (checkpoints) and :mod:`spectdl.io` in the layering; both are
+imported only when a file function needs them.
+"""
+
+from spectdl.inference.enhance import (
+    DEFAULT_ROI_SIZE,
+    IMAGE_MODALITIES,
+    check_checkpoint,
+    enhance_file,
+    enhance_volume,
+    read_image,
+    spatial_dims_of,
+)
+from spectdl.inference.normalization import STATISTICS, Normalization
+from spectdl.inference.sliding import blend_weights, predict_slices, predict_sliding_window, window_starts
+
+__all__ = [
+    "DEFAULT_ROI_SIZE",
+    "IMAGE_MODALITIES",
+    "Normalization",
+    "STATISTICS",
+    "blend_weights",
+    "check_checkpoint",
+    "enhance_file",
+    "enhance_volume",
+    "predict_slices",
+    "predict_sliding_window",
+    "read_image",
+    "spatial_dims_of",
+    "window_starts",
+]

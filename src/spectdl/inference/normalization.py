@@ -1,0 +1,152 @@
+"""Intensity normalisation of a network's input and output, as recorded in its checkpoint.
+
+A network trained on scaled images (e.g. every input divided by its mean, the target by the same
+number) must see its input scaled the same way at inference, and its output scaled back:
+
+    x̃_c = x_c / s_c            for every input channel c,
+    y   = ỹ · s_o              (o = the channel named by ``output``; no rescaling when it is null),
+    y   = max(y, output_min)   when ``output_min`` is set.
+
+Each ``s_c`` comes from the whole volume (never from a window or a slice, which would make the
+result depend on how the volume was cut).
+
+Checkpoint metadata (``meta["normalization"]``, all keys optional)::
+
+    normalization:
+      inputs: [mean_positive, 0.15]   # per input channel: a statistic or a fixed divisor
+      output: 0                       # multiply the output by the divisor of input channel 0
+      output_min: 0.0                 # clamp the output from below (activity is never negative)
+
+Statistics: ``"none"`` (1), ``"mean"`` (mean of all voxels), ``"mean_positive"`` (mean of the
+voxels > 0), ``"max"`` (largest voxel); a number is used as it is. Channels beyond the list are
+not scaled. A string instead of the mapping is short for ``{inputs: [that], output: 0}``.
+A checkpoint without the key is taken as not normalised (every ``s_c = 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Union
+
+import torch
+
+from spectdl.errors import InputError
+
+__all__ = ["STATISTICS", "Normalization"]
+
+STATISTICS = ("none", "mean", "mean_positive", "max")
+
+Divisor = Union[str, float]
+
+
+def _statistic(channel: torch.Tensor, how: Divisor) -> float:
+    if not isinstance(how, str):
+        return float(how)
+    x = channel.detach().to(torch.float64)
+    if how == "none":
+        return 1.0
+    if how == "mean":
+        return float(x.mean())
+    if how == "max":
+        return float(x.max())
+    positive = x[x > 0]
+    return float(positive.mean()) if positive.numel() else 0.0
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel input divisors and the output's rescaling (module docstring).
+
+    Attributes:
+        inputs: one entry per input channel (missing trailing channels are not scaled): a name in
+            :data:`STATISTICS` or a positive number.
+        output: index of the input channel whose divisor multiplies the output, or ``None``.
+        output_min: lower bound of the output, or ``None``.
+    """
+
+    inputs: tuple[Divisor, ...] = ()
+    output: Optional[int] = None
+    output_min: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for c, how in enumerate(self.inputs):
+            if isinstance(how, str):
+                if how not in STATISTICS:
+                    raise InputError(f"normalization.inputs[{c}]: {how!r}; expected one of {STATISTICS} or a positive number")
+            elif isinstance(how, bool) or not isinstance(how, (int, float)) or not math.isfinite(how) or how <= 0:
+                raise InputError(f"normalization.inputs[{c}]: {how!r}; expected one of {STATISTICS} or a positive number")
+        if self.output is not None and (
+            isinstance(self.output, bool) or not isinstance(self.output, int) or not 0 <= self.output
+        ):
+            raise InputError(f"normalization.output: {self.output!r}; expected an input channel index >= 0 or null")
+        if self.output_min is not None and (
+            isinstance(self.output_min, bool) or not isinstance(self.output_min, (int, float)) or not math.isfinite(self.output_min)
+        ):
+            raise InputError(f"normalization.output_min: {self.output_min!r}; expected a finite number or null")
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], where: str = "checkpoint") -> "Normalization":
+        """The normalisation a checkpoint's metadata records (identity when it records none)."""
+        spec = meta.get("normalization") if isinstance(meta, Mapping) else None
+        if spec is None:
+            return cls()
+        if isinstance(spec, str):
+            spec = {"inputs": [spec], "output": 0}
+        if not isinstance(spec, Mapping):
+            raise InputError(f"{where}: normalization is a {type(spec).__name__}; expected a mapping or a statistic name")
+        unknown = sorted(set(spec) - {"inputs", "output", "output_min"})
+        if unknown:
+            raise InputError(f"{where}: normalization has unknown keys {unknown}; expected inputs, output, output_min")
+        inputs = spec.get("inputs", [])
+        if isinstance(inputs, (str, int, float)):
+            inputs = [inputs]
+        try:
+            return cls(tuple(inputs), spec.get("output"), spec.get("output_min"))
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+
+    def to_meta(self) -> dict[str, Any]:
+        """The mapping to store under ``meta["normalization"]``."""
+        return {"inputs": list(self.inputs), "output": self.output, "output_min": self.output_min}
+
+    def scales(self, volume: torch.Tensor) -> list[float]:
+        """The divisors ``s_c`` of a volume ``[C, *spatial]`` (one per channel).
+
+        Raises InputError when a statistic is zero or not finite (an empty or all-zero channel).
+        """
+        if not isinstance(volume, torch.Tensor) or volume.dim() < 2:
+            found = tuple(volume.shape) if isinstance(volume, torch.Tensor) else type(volume).__name__
+            raise InputError(f"volume: {found}; expected a tensor [C, *spatial]")
+        n = volume.shape[0]
+        if len(self.inputs) > n:
+            raise InputError(f"volume: {n} channels; the normalization describes {len(self.inputs)} input channels")
+        if self.output is not None and self.output >= n:
+            raise InputError(f"normalization.output: channel {self.output}; the volume has only {n} channels")
+        out = []
+        for c in range(n):
+            how = self.inputs[c] if c < len(self.inputs) else "none"
+            s = _statistic(volume[c], how)
+            if not math.isfinite(s) or s <= 0:
+                raise InputError(
+                    f"volume channel {c}: its {how} is {s!r}; expected a positive number to divide by "
+                    "(is the channel empty or all zero?)"
+                )
+            out.append(s)
+        return out
+
+    def apply(self, volume: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+        """``(x̃ [C, *spatial], scales)``: the network's input and the divisors used."""
+        scales = self.scales(volume)
+        if all(s == 1.0 for s in scales):
+            return volume, scales
+        s = torch.tensor(scales, dtype=volume.dtype, device=volume.device).reshape((-1,) + (1,) * (volume.dim() - 1))
+        return volume / s, scales
+
+    def restore(self, output: torch.Tensor, scales: list[float]) -> torch.Tensor:
+        """The network's output ``ỹ [C_out, *spatial]`` in the input's units (module docstring)."""
+        if self.output is not None:
+            output = output * scales[self.output]
+        if self.output_min is not None:
+            output = output.clamp_min(self.output_min)
+        return output

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from spectdl.training import fit, load_model_from_checkpoint
+
+from .conftest import BlurDataset, tiny_config
+
+
+def test_fit_lowers_the_loss_and_logs_what_the_checkpoint_reproduces(tmp_path):
+    cfg = tiny_config(optim={"lr": 3e-2}, trainer={"max_epochs": 3},
+                      checkpoint={"metadata": {"normalization": {"inputs": ["mean"], "output": 0}}})
+    rng_before = torch.get_rng_state()
+    result = fit(cfg, BlurDataset(), BlurDataset(seed=1), tmp_path)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's global RNG is untouched
+
+    train = [row["train_loss"] for row in result.history]
+    val = [row["val_loss"] for row in result.history]
+    assert [row["epoch"] for row in result.history] == [0, 1, 2]
+    assert train[-1] < 0.6 * train[0]
+    assert val[0] > val[1] > val[2]
+    assert result.epochs_completed == 3
+    assert result.best_epoch == 2 and result.best_score == val[2]
+    assert (tmp_path / "config.yaml").is_file()
+    with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val_loss")]
+    assert len(rows) == 3 and float(rows[-1]["val_loss"]) == pytest.approx(val[-1])
+
+    # Recompute the last epoch's validation figures from the last checkpoint, with scikit-image.
+    model, meta = load_model_from_checkpoint(result.last_checkpoint)
+    assert (meta["epochs_completed"], meta["task"], meta["model"]["name"]) == (3, "supervised", "unet")
+    assert meta["normalization"] == {"inputs": ["mean"], "output": 0}  # passed through for inference
+    ds = BlurDataset(seed=1)
+    with torch.no_grad():
+        pred = model(ds.x)
+    assert (pred - ds.y).abs().mean().item() == pytest.approx(val[-1], rel=1e-5)
+    p, t = pred[:, 0].numpy().astype(np.float64), ds.y[:, 0].numpy().astype(np.float64)
+    ranges = [ti.max() - ti.min() for ti in t]
+    psnr_ref = np.mean([peak_signal_noise_ratio(ti, pi, data_range=r) for ti, pi, r in zip(t, p, ranges)])
+    ssim_ref = np.mean([
+        structural_similarity(ti, pi, data_range=r, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        for ti, pi, r in zip(t, p, ranges)
+    ])
+    assert result.history[-1]["val_psnr"] == pytest.approx(psnr_ref, abs=1e-3)
+    assert result.history[-1]["val_ssim"] == pytest.approx(ssim_ref, abs=1e-4)
+
+
+def test_deep_supervision_trains_every_side_output(tmp_path):
+    cfg = tiny_config(
+        model={"name": "u2net_small", "kwargs": {"in_channels": 1, "out_channels": 1}},
+        loss={"terms": {"l1": 1.0}, "deep_supervision": 7},
+        trainer={"max_epochs": 1},
+    )
+    result = fit(cfg, BlurDataset(), BlurDataset(seed=1), tmp_path)
+    row = result.history[0]
+    sides = [row[f"train_loss.side{i}"] for i in range(1, 7)]
+    # DeepSupervision with unit weights: the total is the sum of the fused and six side losses.
+    assert row["train_loss"] == pytest.approx(row["train_loss.fused"] + sum(sides), rel=1e-5)
+    assert "val_psnr" in row
