@@ -38,7 +38,8 @@ DATA = ROOT.parent / "shared" / "data" / "real" / "lu177_spectct"
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("reconstruct_real_spect", ROOT / "examples" / "reconstruct_real_spect.py")
+    path = ROOT / "examples" / "reconstruct_real_spect.py"
+    spec = importlib.util.spec_from_file_location("reconstruct_real_spect", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
               "to run this comparison.", file=sys.stderr)
         return 2
     if not args.projections.is_file() or not args.ct.is_dir():
-        print(f"data not found: {args.projections} and {args.ct} (see ../shared/data/README.md)", file=sys.stderr)
+        print(f"data not found: {args.projections} and {args.ct} (see ../shared/data/README.md)",
+              file=sys.stderr)
         return 2
 
     from scipy import ndimage
@@ -125,13 +127,15 @@ def main(argv=None) -> int:
     ours = ex.reconstruct_acquisition(acq, ct, n_iters=args.iters, n_subsets=args.subsets, axial_crop=None,
                                       scatter_smooth_sigma_px=None, device=args.device)
     x_s = ours.volume.data.numpy().astype(np.float64)
-    x_p, t_p = run_pytomography(args.projections, args.ct, peak, lower, upper, args.iters, args.subsets, args.device)
+    x_p, t_p = run_pytomography(args.projections, args.ct, peak, lower, upper, args.iters, args.subsets,
+                                args.device)
     if x_p.shape != x_s.shape:
         print(f"shape mismatch: PyTomography {x_p.shape}, spectdl {x_s.shape}", file=sys.stderr)
         return 1
     x_p, flips, r = best_flip(x_p, x_s)
 
-    hu = resample_to_grid(ct.data, ct.affine, ours.acquisition.grid(), ours.volume.affine, fill_value=-1000.0).numpy()
+    grid = ours.acquisition.grid()
+    hu = resample_to_grid(ct.data, ct.affine, grid, ours.volume.affine, fill_value=-1000.0).numpy()
     body = ndimage.binary_fill_holes(hu > -500.0)
     width = body.any(axis=1).sum(axis=0)
     head_neck = np.zeros_like(body)

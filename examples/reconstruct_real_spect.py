@@ -142,7 +142,8 @@ def reconstruct_acquisition(
         study_instance_uid=acq.study_instance_uid,
         source=(acq.source,),
         identity=dict(acq.identity),
-        meta=dict(energy_kev=energy_kev, n_iters=n_iters, n_subsets=n_subsets, axial_crop=(k0, k1), rebin=rebin),
+        meta=dict(energy_kev=energy_kev, n_iters=n_iters, n_subsets=n_subsets, axial_crop=(k0, k1),
+                  rebin=rebin),
     )
     return Reconstruction(vol, acq, y, s if s is not None else torch.zeros_like(y), mu if mu is not None
                           else torch.zeros((1, 1) + grid.shape, device=dev, dtype=dtype), P, seconds)
@@ -153,8 +154,8 @@ def save_figure(recon: Reconstruction, ct: Volume, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     x = recon.volume.data.numpy()
-    hu = resample_to_grid(ct.data, ct.affine, recon.acquisition.grid(), recon.volume.affine, fill_value=-1000.0)
-    hu = hu.numpy()
+    grid = recon.acquisition.grid()
+    hu = resample_to_grid(ct.data, ct.affine, grid, recon.volume.affine, fill_value=-1000.0).numpy()
     i, j, k = np.unravel_index(int(np.argmax(x)), x.shape)
     sx, sy, sz = recon.volume.spacing_mm
     vmax = float(np.percentile(x, 99.9))
@@ -167,9 +168,10 @@ def save_figure(recon: Reconstruction, ct: Volume, path: Path) -> Path:
     ]
     for row, (img, ct_img, kw, title) in enumerate(views):
         axes[row, 0].imshow(img, cmap="hot", vmin=0, vmax=vmax, **kw)
-        axes[row, 0].set_title(f"SPECT {title} (patient left → right)")
+        axes[row, 0].set_title(f"SPECT {title} (patient's left on the right)")
         axes[row, 1].imshow(ct_img, cmap="gray", vmin=-400, vmax=600, **kw)
-        axes[row, 1].imshow(np.ma.masked_less(img, 0.1 * vmax), cmap="hot", vmin=0, vmax=vmax, alpha=0.6, **kw)
+        hot = np.ma.masked_less(img, 0.1 * vmax)
+        axes[row, 1].imshow(hot, cmap="hot", vmin=0, vmax=vmax, alpha=0.6, **kw)
         axes[row, 1].set_title(f"SPECT over CT, {title}")
         for ax in axes[row]:
             ax.set_xticks([])
@@ -197,12 +199,14 @@ def main(argv=None) -> None:
                                     device=args.device)
     ybar = recon.projector(recon.volume.as_batch().to(recon.measured)) + recon.scatter
     measured, modelled = float(recon.measured.sum()), float(ybar.sum())
-    print(f"OSEM {args.iters}×{args.subsets}: {recon.seconds:.1f} s on grid {recon.acquisition.grid().shape}")
+    grid = recon.acquisition.grid()
+    print(f"OSEM {args.iters}×{args.subsets}: {recon.seconds:.1f} s on grid {grid.shape}")
     print(f"measured photopeak counts {measured:.0f}; forward projection + scatter {modelled:.0f} "
           f"({100 * (modelled / measured - 1):+.2f} %)")
     args.out.mkdir(parents=True, exist_ok=True)
     nii = write_nifti(recon.volume, None, args.out / "recon.nii.gz", overwrite=args.overwrite)
-    files = write_dicom_series(recon.volume, recon.acquisition, f"spectdl OSEM {args.iters}i{args.subsets}s AC SC RR",
+    files = write_dicom_series(recon.volume, recon.acquisition, f"spectdl OSEM {args.iters}i{args.subsets}s "
+                                                                "AC SC RR",
                                args.out / "dicom", overwrite=args.overwrite)
     png = save_figure(recon, ct, args.out / "slices.png")
     print(f"wrote {nii}, {len(files)} DICOM slices in {args.out / 'dicom'}, {png}")

@@ -119,6 +119,8 @@ def test_check_checkpoint_modality_table():
         with pytest.raises(InputError, match="found an input of modality"):
             check_checkpoint(meta, in_channels=1, input_modality=bad)
     check_checkpoint({"modality": "pet"}, in_channels=3, input_modality="PT")  # channels unknown: not checked
+    with pytest.raises(InputError, match="two_stage"):
+        check_checkpoint({"task": "two_stage", "modality": "spect", "in_channels": 1}, in_channels=1)
 
 
 def test_outputs_never_replace_inputs_and_need_overwrite(tmp_path, nifti_file, affine_ckpt):

@@ -184,7 +184,9 @@ def make_nm_projections(
     for kw in drop:
         if kw in ds:
             delattr(ds, kw)
-        for item in list(ds.get("RotationInformationSequence") or []) + list(ds.get("DetectorInformationSequence") or []):
+        rot, det = ds.get("RotationInformationSequence") or [], ds.get("DetectorInformationSequence") or []
+        items = [*rot, *det]
+        for item in items:
             if kw in item:
                 delattr(item, kw)
     return finish(ds, NM_STORAGE, path)

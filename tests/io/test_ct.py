@@ -1,4 +1,4 @@
-"""CT series reading (against SimpleITK/GDCM), the bilinear HU→μ model (against NIST values) and resampling."""
+"""CT series (against SimpleITK/GDCM), the bilinear HU→μ model (against NIST values), resampling."""
 
 import numpy as np
 import pytest

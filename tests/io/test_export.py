@@ -1,4 +1,4 @@
-"""write_dicom_series: identity, UIDs, rescale error, geometry read back by SimpleITK, atomicity, de-identification."""
+"""write_dicom_series: identity, UIDs, rescale error, geometry via SimpleITK, atomicity, de-identification."""
 
 import hashlib
 
@@ -105,7 +105,9 @@ def test_deidentification(tmp_path, nm_file):
     a, b = _read_all(tmp_path / "a")[0], _read_all(tmp_path / "b")[0]
     assert str(a.PatientName) == "ANONYMOUS" and a.PatientID == "ANON"
     assert a.PatientIdentityRemoved == "YES"
-    for kw in ("PatientBirthDate", "InstitutionName", "ReferringPhysicianName", "AccessionNumber", "StudyDate"):
+    removed = ("PatientBirthDate", "InstitutionName", "ReferringPhysicianName", "AccessionNumber",
+               "StudyDate")
+    for kw in removed:
         assert kw not in a, kw
     assert a.PatientSex == "F"  # patient characteristics kept
     assert a.StudyInstanceUID != acq.study_instance_uid

@@ -1,8 +1,7 @@
-"""Planar whole-body scans: the real NEMA NM1 bone scan, its lossy pydicom copy, and synthetic two-view files."""
+"""Planar whole-body scans: the real NEMA NM1 bone scan, its lossy pydicom copy, synthetic two-view files."""
 
 import numpy as np
 import pytest
-import torch
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 

@@ -186,7 +186,8 @@ def test_rebin_sums_blocks_and_keeps_the_centre(nm_file):
     assert coarse.shape == (40, 12, 6)
     assert coarse.pixel_size_mm == 8.0 and coarse.axial_pixel_size_mm == 8.0
     assert torch.allclose(coarse.counts(1), acq.counts(1).reshape(40, 12, 2, 6, 2).sum((2, 4)))
-    assert np.allclose(voxel_to_patient(coarse.affine, [5.5, 5.5, 2.5]), voxel_to_patient(acq.affine, [11.5, 11.5, 5.5]))
+    centre = voxel_to_patient(acq.affine, [11.5, 11.5, 5.5])
+    assert np.allclose(voxel_to_patient(coarse.affine, [5.5, 5.5, 2.5]), centre)
     img = _backprojection(coarse)
     assert np.abs(_peak_mm(img, coarse.affine) - POINT).max() < 3.0  # 8 mm voxels
     with pytest.raises(InputError, match="does not divide"):

@@ -7,7 +7,7 @@ phantom parameters are under ``params/``.
 
 Reproducible bytes: datasets are created in sorted order with ``track_times=False`` (HDF5 stamps
 objects with their creation time otherwise) and a fixed ``libver`` range; gzip and lzf do not write
-timestamps. Atomic: the shard is written to ``.<name>.<random>.tmp`` in the same folder and renamed
+timestamps. Atomic: the shard is written to ``.<name>.<pid>.tmp`` in the same folder and renamed
 when complete, so a reader (or a crash, or a full disk) never leaves a half-written ``shard-*.h5``.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -83,10 +82,10 @@ class ShardWriter:
     def _open(self, attrs: dict[str, Any]) -> None:
         h5py = _h5py()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=str(self.path.parent))
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._file = h5py.File(tmp, "w", libver=LIBVER)
+        # One writer per shard and process, so the pid makes the name unique; h5py creates the file
+        # with the user's umask (mkstemp would make it private).
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = h5py.File(str(self._tmp), "w", libver=LIBVER)
         self._file.attrs["format"] = SHARD_FORMAT
         for key in sorted(attrs):
             self._file.attrs[key] = attrs[key]

@@ -11,7 +11,7 @@ For every sample ``i`` (in shard ``s``, batch ``k`` of that shard, row ``b`` of 
   ``mix(seed, 1, s, k) + b`` (the phantoms' own batching rule, ``info["seeds"]``);
 * its noise comes from its own generator seeded with ``mix(seed, 2, i)``: the total count ``T``
   (log-uniform in ``counts.total``), then ``n ~ Poisson(ȳ)`` with ``ȳ = A x · T / Σ A x``, then one
-  binomial thinning ``Binomial(n, f)`` per count level ``f < 1``.
+  binomial thinning ``Binomial(n, f)`` per count level ``f < 1``, levels taken in order of name.
 
 Stored keys (``[C, *spatial]`` per sample): ``activity``, ``mu_per_cm``, ``labels`` (uint8),
 ``expected`` (``ȳ``), ``counts_<level>`` and, with ``recon``, ``recon_<level>`` (OSEM of
@@ -187,7 +187,8 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         arrays["labels"] = ph.labels.to(torch.uint8 if int(ph.labels.max()) < 256 else torch.int16)
 
     lo, hi = config.counts.total_range
-    levels = list(config.counts.levels.items())
+    # Sorted by name: a config read back from the (key-sorted) manifest draws the same noise.
+    levels = sorted(config.counts.levels.items())
     noisy: dict[str, list[torch.Tensor]] = {name: [] for name, _ in levels}
     expected, records = [], []
     sums = clean.reshape(count, -1).sum(1).to(torch.float64)

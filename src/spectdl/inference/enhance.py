@@ -6,7 +6,8 @@ What a checkpoint must say (its ``spectdl`` metadata, see :mod:`spectdl.training
 * ``modality``: what the network reads. Enhancement needs a network that reads reconstructed
   images: ``"spect"`` (DICOM NM, or PT since SPECT reconstructions are commonly exported as PET
   Image Storage, spectdl's own writer included), ``"pet"`` (PT) or ``"ct"`` (CT). Any other value
-  (e.g. ``"projections"``) is refused. Absent: not checked.
+  (e.g. ``"projections"``) is refused, and so is task ``two_stage`` (SPECTnet reads sinograms).
+  Absent: not checked.
 * ``in_channels``: the input volume plus ``extra_inputs`` (e.g. an attenuation map on the same grid)
   must give exactly this many channels. Absent: taken from the network.
 * ``normalization`` (optional): see :mod:`spectdl.inference.normalization`.
@@ -127,6 +128,12 @@ def check_checkpoint(
     Raises:
         InputError naming the checkpoint, the expected and the found channels or modality.
     """
+    if meta.get("task") == "two_stage":
+        # SPECTnet maps sinograms to images, whatever modality its config recorded.
+        raise InputError(
+            f"{where}: task 'two_stage' (SPECTnet) reads projections and writes images; enhancing a "
+            "volume needs an image-to-image network (task 'supervised' or 'gan')"
+        )
     recorded = meta.get("modality")
     if recorded is not None:
         mod = str(recorded).lower()
@@ -226,7 +233,10 @@ def _dicom_modality(path: Path) -> str:
     from spectdl.errors import require
 
     pydicom = require("pydicom", "dicom")
-    files = [path] if path.is_file() else sorted(q for q in path.iterdir() if q.is_file() and not q.name.startswith("."))
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(q for q in path.iterdir() if q.is_file() and not q.name.startswith("."))
     for q in files:
         try:
             ds = pydicom.dcmread(str(q), stop_before_pixels=True)

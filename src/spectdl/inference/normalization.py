@@ -40,6 +40,10 @@ STATISTICS = ("none", "mean", "mean_positive", "max")
 Divisor = Union[str, float]
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _statistic(channel: torch.Tensor, how: Divisor) -> float:
     if not isinstance(how, str):
         return float(how)
@@ -71,18 +75,14 @@ class Normalization:
 
     def __post_init__(self) -> None:
         for c, how in enumerate(self.inputs):
-            if isinstance(how, str):
-                if how not in STATISTICS:
-                    raise InputError(f"normalization.inputs[{c}]: {how!r}; expected one of {STATISTICS} or a positive number")
-            elif isinstance(how, bool) or not isinstance(how, (int, float)) or not math.isfinite(how) or how <= 0:
-                raise InputError(f"normalization.inputs[{c}]: {how!r}; expected one of {STATISTICS} or a positive number")
-        if self.output is not None and (
-            isinstance(self.output, bool) or not isinstance(self.output, int) or not 0 <= self.output
-        ):
+            if not (how in STATISTICS if isinstance(how, str) else _is_number(how) and how > 0):
+                raise InputError(
+                    f"normalization.inputs[{c}]: {how!r}; expected one of {STATISTICS} or a positive number"
+                )
+        if self.output is not None and (isinstance(self.output, bool) or not isinstance(self.output, int)
+                                        or self.output < 0):
             raise InputError(f"normalization.output: {self.output!r}; expected an input channel index >= 0 or null")
-        if self.output_min is not None and (
-            isinstance(self.output_min, bool) or not isinstance(self.output_min, (int, float)) or not math.isfinite(self.output_min)
-        ):
+        if self.output_min is not None and not _is_number(self.output_min):
             raise InputError(f"normalization.output_min: {self.output_min!r}; expected a finite number or null")
 
     @classmethod
@@ -140,8 +140,8 @@ class Normalization:
         scales = self.scales(volume)
         if all(s == 1.0 for s in scales):
             return volume, scales
-        s = torch.tensor(scales, dtype=volume.dtype, device=volume.device).reshape((-1,) + (1,) * (volume.dim() - 1))
-        return volume / s, scales
+        s = torch.tensor(scales, dtype=volume.dtype, device=volume.device)
+        return volume / s.reshape((-1,) + (1,) * (volume.dim() - 1)), scales
 
     def restore(self, output: torch.Tensor, scales: list[float]) -> torch.Tensor:
         """The network's output ``ỹ [C_out, *spatial]`` in the input's units (module docstring)."""

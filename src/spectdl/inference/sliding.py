@@ -134,7 +134,8 @@ def predict_slices(
     with torch.no_grad():
         for i in range(0, slices.shape[0], batch_size):
             batch = slices[i : i + batch_size].to(run_on)
-            outs.append(_run(model, batch, f"slices {i}..{i + batch.shape[0] - 1} along axis {axis}").to(volume.device))
+            where = f"slices {i}..{i + batch.shape[0] - 1} along axis {axis}"
+            outs.append(_run(model, batch, where).to(volume.device))
     return torch.cat(outs, 0).movedim(0, 1 + axis)
 
 

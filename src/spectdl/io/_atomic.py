@@ -22,7 +22,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite
     resolved = path.resolve()
     for p in protected:
         if Path(p).resolve() == resolved:
-            raise InputError(f"{path}: is an input of this operation; refusing to overwrite it (choose another output)")
+            raise InputError(f"{path}: is an input of this operation; refusing to overwrite it (choose "
+                             "another output)")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)

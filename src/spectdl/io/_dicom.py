@@ -78,12 +78,14 @@ def read_dataset(path: str | Path, *, stop_before_pixels: bool = False, what: st
     except pd.errors.InvalidDicomError as exc:
         raise InputError(f"{what} {p}: not a DICOM file (no 'DICM' preamble): {exc}") from exc
     except Exception as exc:  # EOFError, struct.error, ValueError ... from a cut-off stream
-        raise InputError(f"{what} {p}: truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from exc
+        raise InputError(
+            f"{what} {p}: truncated or corrupt DICOM file ({type(exc).__name__}: {exc})"
+        ) from exc
     return ds
 
 
 def get(ds, keyword: str, path, *, where: str = "", default: Any = ..., cast=None):
-    """``ds.<keyword>``, or ``default``; without a default a missing or empty tag raises :class:`InputError`."""
+    """``ds.<keyword>``, or ``default``; without a default a missing or empty tag raises InputError."""
     value = getattr(ds, keyword, None) if keyword in ds else None
     if value is None or (isinstance(value, (str, bytes, list, tuple)) and len(value) == 0):
         if default is not ...:
@@ -95,7 +97,8 @@ def get(ds, keyword: str, path, *, where: str = "", default: Any = ..., cast=Non
             return cast(value)
         except (TypeError, ValueError) as exc:
             loc = f" in {where}" if where else ""
-            raise InputError(f"{path}: tag {tag_name(keyword)}{loc} has value {value!r}; expected {cast.__name__}") from exc
+            raise InputError(f"{path}: tag {tag_name(keyword)}{loc} has value {value!r}; expected "
+                             f"{cast.__name__}") from exc
     return value
 
 
@@ -105,7 +108,9 @@ def floats(value, n: int | None, path, keyword: str, where: str = "") -> list[fl
     try:
         out = [float(v) for v in seq]
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{path}: tag {tag_name(keyword)} {where}has value {value!r}; expected numbers") from exc
+        raise InputError(
+            f"{path}: tag {tag_name(keyword)} {where}has value {value!r}; expected numbers"
+        ) from exc
     if n is not None and len(out) != n:
         raise InputError(f"{path}: tag {tag_name(keyword)} {where}has {len(out)} values; expected {n}")
     if not all(np.isfinite(out)):
@@ -149,7 +154,8 @@ def orientation(iop, path, where: str = "") -> tuple[np.ndarray, np.ndarray]:
     nr, nc = np.linalg.norm(r), np.linalg.norm(c)
     if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(float(r @ c)) > 1e-2:
         raise InputError(
-            f"{path}: tag {tag_name('ImageOrientationPatient')} {where}is {v}; expected two orthogonal unit vectors"
+            f"{path}: tag {tag_name('ImageOrientationPatient')} {where}is {v}; expected two orthogonal unit "
+            "vectors"
         )
     return r / nr, c / nc
 

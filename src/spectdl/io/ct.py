@@ -56,7 +56,7 @@ def ct_effective_energy_kev(kvp: float) -> float:
 
 
 def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | None = None) -> torch.Tensor:
-    """Linear attenuation (cm⁻¹) at ``energy_kev`` from CT numbers ``hu`` (bilinear model, module docstring).
+    """Linear attenuation (cm⁻¹) at ``energy_kev`` from CT numbers ``hu`` (bilinear model, see above).
 
     Args:
         hu: tensor (or array) of Hounsfield units, any shape; the result keeps its device and dtype
@@ -77,7 +77,8 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
     hu_bone = 1000.0 * (mu_per_cm("bone", e_ct) / mu_per_cm("water", e_ct) - 1.0)
     bp = break_point_hu(kvp)
     if not hu_bone > bp:
-        raise InputError(f"ct_effective_kev: {e_ct} keV gives bone at {hu_bone:.0f} HU, below the break point {bp} HU")
+        raise InputError(f"ct_effective_kev: {e_ct} keV gives bone at {hu_bone:.0f} HU, below the break "
+                         f"point {bp} HU")
     mu_bp = mu_w * (1.0 + bp / 1000.0)
     slope_bone = (mu_b - mu_bp) / (hu_bone - bp)
     soft = mu_w * (1.0 + h / 1000.0)
@@ -132,7 +133,8 @@ def slice_stack_geometry(items, path_for_errors) -> tuple[list, np.ndarray, floa
             raise InputError(f"{p}: {dcm.tag_name('ImageOrientationPatient')} differs from {ref_path.name}; "
                              f"expected one orientation for the whole series")
         if int(ds.Rows) != rows or int(ds.Columns) != cols:
-            raise InputError(f"{p}: image size {int(ds.Rows)}×{int(ds.Columns)}; expected {rows}×{cols} as {ref_path.name}")
+            raise InputError(f"{p}: image size {int(ds.Rows)}×{int(ds.Columns)}; expected {rows}×{cols} as "
+                             f"{ref_path.name}")
         ipp = np.array(dcm.floats(dcm.get(ds, "ImagePositionPatient", p), 3, p, "ImagePositionPatient"))
         pos.append(ipp)
     along = np.array([float(q @ normal) for q in pos])
@@ -141,11 +143,13 @@ def slice_stack_geometry(items, path_for_errors) -> tuple[list, np.ndarray, floa
     if len(items) > 1:
         steps = np.diff(along)
         if np.any(steps < 1e-3):
-            raise InputError(f"{path_for_errors}: two slices share the position {along[np.argmin(steps)]:.3f} mm "
+            raise InputError(f"{path_for_errors}: two slices share the position "
+                             f"{along[np.argmin(steps)]:.3f} mm "
                              f"along the slice normal; expected one image per position")
         step = float(np.median(steps))
         if np.max(np.abs(steps - step)) > 0.1 * step:
-            raise InputError(f"{path_for_errors}: slice spacing varies from {steps.min():.3f} to {steps.max():.3f} mm; "
+            raise InputError(f"{path_for_errors}: slice spacing varies from {steps.min():.3f} to "
+                             f"{steps.max():.3f} mm; "
                              f"expected a uniform stack")
     else:
         step = float(ref.get("SpacingBetweenSlices") or ref.get("SliceThickness") or 1.0)
@@ -170,10 +174,12 @@ def read_ct_series(folder: str | Path, *, series_instance_uid: str | None = None
     groups = read_series_headers(folder, "CT folder")
     if series_instance_uid is not None:
         if series_instance_uid not in groups:
-            raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {folder}; found {sorted(groups)}")
+            raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {folder}; found "
+                             f"{sorted(groups)}")
         items = groups[series_instance_uid]
     elif len(groups) > 1:
-        raise InputError(f"CT folder {folder}: holds {len(groups)} series {sorted(groups)}; pass series_instance_uid=")
+        raise InputError(f"CT folder {folder}: holds {len(groups)} series {sorted(groups)}; pass "
+                         "series_instance_uid=")
     else:
         items = next(iter(groups.values()))
     for p, ds in items:
@@ -323,8 +329,8 @@ def ct_attenuation_map(
         raise InputError(f"ct: {dcm.tag_name('KVP')} is missing from the CT; pass kvp=")
     T = check_affine(target_affine, "target_affine")
     # keep only the CT slices that reach the target (plus a margin for the blur)
-    corners = np.array([[i, j, k] for i in (0, target_grid.shape[0] - 1) for j in (0, target_grid.shape[1] - 1)
-                        for k in (0, target_grid.shape[2] - 1)], dtype=np.float64)
+    last = [n - 1 for n in target_grid.shape]
+    corners = np.array([[i, j, k] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])], float)
     pts = corners @ T[:3, :3].T + T[:3, 3]
     ijk = (pts - ct.affine[:3, 3]) @ np.linalg.inv(ct.affine[:3, :3]).T
     margin = 4

@@ -63,7 +63,7 @@ DEIDENTIFY_METHOD = "spectdl basic de-identification (spectdl.io.export)"
 _UID_SALT = "spectdl-deidentify-v1"
 
 
-def _reference_info(reference) -> tuple[dict[str, Any], str | None, np.ndarray | None, tuple[int, ...] | None, list[Path]]:
+def _reference_info(reference) -> tuple[dict[str, Any], str | None, np.ndarray | None, tuple | None, list]:
     """(identity, modality, affine, shape, source files) of a reference path, Volume or Acquisition."""
     from spectdl.io.projections import Acquisition
 
@@ -71,7 +71,8 @@ def _reference_info(reference) -> tuple[dict[str, Any], str | None, np.ndarray |
         shape = reference.grid().shape
         return dict(reference.identity), "NM", reference.affine, shape, [Path(reference.source)]
     if isinstance(reference, Volume):
-        return dict(reference.identity), reference.modality, reference.affine, reference.shape, [Path(p) for p in reference.source]
+        files = [Path(p) for p in reference.source]
+        return dict(reference.identity), reference.modality, reference.affine, reference.shape, files
     if isinstance(reference, (str, Path)):
         p = Path(reference)
         if p.is_dir():
@@ -86,7 +87,8 @@ def _reference_info(reference) -> tuple[dict[str, Any], str | None, np.ndarray |
             raise InputError(f"reference: folder {p} holds no DICOM file")
         ds = dcm.read_dataset(p, stop_before_pixels=True, what="reference file")
         return dcm.identity(ds), str(ds.get("Modality", "") or ""), None, None, [p]
-    raise InputError(f"reference: expected a DICOM file or folder, a Volume or an Acquisition, found {type(reference).__name__}")
+    raise InputError(f"reference: expected a DICOM file or folder, a Volume or an Acquisition, found "
+                     f"{type(reference).__name__}")
 
 
 def _scale_slice(s: np.ndarray) -> tuple[np.ndarray, str, bool]:
@@ -167,14 +169,15 @@ def write_dicom_series(
     if affine is None:
         if ref_affine is None or tuple(ref_shape) != arr.shape:
             raise InputError(
-                f"affine: not given and the reference has {'no geometry' if ref_affine is None else f'shape {ref_shape}'} "
+                f"affine: not given and the reference has "
+                f"{'no geometry' if ref_affine is None else f'shape {ref_shape}'} "
                 f"for a volume of shape {arr.shape}; pass affine="
             )
         affine = ref_affine
     A = check_affine(affine)
     sp = np.linalg.norm(A[:3, :3], axis=0)
     axes = A[:3, :3] / sp
-    if abs(axes[:, 0] @ axes[:, 1]) > 1e-4 or abs(axes[:, 0] @ axes[:, 2]) > 1e-4 or abs(axes[:, 1] @ axes[:, 2]) > 1e-4:
+    if np.abs(axes.T @ axes - np.eye(3)).max() > 1e-4:
         raise InputError("affine: the voxel axes are not orthogonal; expected a rotation times voxel sizes")
     mod = (modality or ("CT" if ref_modality == "CT" else "PT")).upper()
     if mod not in ("CT", "PT"):
@@ -185,13 +188,15 @@ def write_dicom_series(
     out_dir = Path(out_dir)
     protected = {Path(p).resolve() for p in ref_files}
     if out_dir.exists() and any(p.parent == out_dir.resolve() for p in protected):
-        raise InputError(f"out_dir: {out_dir} holds the reference series; refusing to write into an input folder")
+        raise InputError(f"out_dir: {out_dir} holds the reference series; refusing to write into an input "
+                         "folder")
     n_slices = arr.shape[2]
     targets = [out_dir / f"IM_{k + 1:04d}.dcm" for k in range(n_slices)]
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
-            raise InputError(f"{existing[0]}: already exists ({len(existing)} of {n_slices} outputs); pass overwrite=True")
+            raise InputError(f"{existing[0]}: already exists ({len(existing)} of {n_slices} outputs); pass "
+                             "overwrite=True")
 
     if deidentify:
         ident = {k: v for k, v in ident.items() if k not in DEIDENTIFY_REMOVE}

@@ -81,7 +81,7 @@ def read_interfile_projections(
         raise InputError(f"{path}: 'process status' is {status!r}; expected acquired projections "
                          f"(use read_interfile_volume for reconstructions)")
     if image.dim() != 5:
-        raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a stack of projections")
+        raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a stack of views")
     data = image[0, 0]  # [cols, rows, images]
     n_images = data.shape[2]
     n_win = int(_num(header, "number of energy windows", path, 1))
@@ -90,7 +90,8 @@ def read_interfile_projections(
         n_proj = _num(header, "number of images/energy window", path, n_images / max(n_win, 1))
     n_proj = int(n_proj)
     if n_proj < 1 or n_proj * n_win != n_images:
-        raise InputError(f"{path}: {n_images} images but 'number of projections' {n_proj} × 'number of energy "
+        raise InputError(f"{path}: {n_images} images but 'number of projections' {n_proj} × 'number of "
+                         "energy "
                          f"windows' {n_win} = {n_proj * n_win}; expected equal")
     extent = _num(header, "extent of rotation", path, 360.0)
     start = _num(header, "start angle", path, 0.0)
@@ -106,7 +107,8 @@ def read_interfile_projections(
     if len(radii) == 1:
         radii = radii * n_proj
     if len(radii) != n_proj:
-        raise InputError(f"{path}: key 'radius' has {len(radii)} values; expected 1 or {n_proj} (one per view)")
+        raise InputError(f"{path}: key 'radius' has {len(radii)} values; expected 1 or {n_proj} (one per "
+                         "view)")
     sign = 1.0 if direction == "CCW" else -1.0
     step = extent / n_proj
     phi = [start + start_angle_offset_deg + sign * step * k for k in range(n_proj)]

@@ -29,7 +29,7 @@ def lps_to_ras(affine) -> np.ndarray:
 
 
 def write_nifti(data, affine, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``data [X, Y, Z]`` (or ``[1, 1, X, Y, Z]``, or a :class:`Volume`) with its voxel→LPS ``affine``.
+    """Write ``data [X, Y, Z]`` (or ``[1, 1, X, Y, Z]``, or a Volume) with its voxel→LPS ``affine``.
 
     The file is written to a temporary name in the same folder and renamed (atomic). An existing
     file is kept unless ``overwrite=True``. ``.nii`` or ``.nii.gz``.

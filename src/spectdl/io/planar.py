@@ -53,7 +53,8 @@ class PlanarScan:
     def geometric_mean(self) -> torch.Tensor:
         """``sqrt(A · P')`` with the posterior mirrored across X (the conjugate-view image)."""
         if "anterior" not in self.views or "posterior" not in self.views:
-            raise InputError(f"views: {sorted(self.views)}; the geometric mean needs 'anterior' and 'posterior'")
+            raise InputError(f"views: {sorted(self.views)}; the geometric mean needs 'anterior' and "
+                             "'posterior'")
         return torch.sqrt(self.views["anterior"] * self.views["posterior"].flip(0))
 
 
@@ -68,7 +69,8 @@ def _view_from_codes(item) -> str | None:
 
 
 def _view_from_text(ds) -> str | None:
-    text = " ".join(str(ds.get(k, "") or "") for k in ("ImageID", "SeriesDescription", "ImageComments")).upper()
+    keys = ("ImageID", "SeriesDescription", "ImageComments")
+    text = " ".join(str(ds.get(k, "") or "") for k in keys).upper()
     ant, post = "ANT" in text, "POST" in text
     if ant != post:
         return "anterior" if ant else "posterior"
@@ -112,7 +114,7 @@ def read_planar(
     if pixels.ndim == 2:
         pixels = pixels[None]
     if pixels.ndim != 3 or pixels.shape[0] != n_frames:
-        raise InputError(f"{path}: pixel data has shape {pixels.shape}; expected {n_frames} grey-level frames")
+        raise InputError(f"{path}: pixel data has shape {pixels.shape}; expected {n_frames} grey frames")
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
 
@@ -130,7 +132,8 @@ def read_planar(
         name = name or _view_from_codes(ds) or (_view_from_text(ds) if n_frames == 1 else None)
         if view_names is not None or name is None:
             if d - 1 >= len(names):
-                raise InputError(f"{path}: frame {f + 1} is detector {d} but view_names has {len(names)} names; "
+                raise InputError(f"{path}: frame {f + 1} is detector {d} but view_names has {len(names)} "
+                                 "names; "
                                  f"pass a name per detector")
             name = names[d - 1]
         if name in views:

@@ -32,7 +32,7 @@ Image Position (Patient) of the Detector Information Sequence is the centre of t
 half a field of view in front of the axis (GE's convention, also PyTomography's), so the centre
 of the reconstruction grid, on the axis, is
 
-    C = IPP + ½(n_c−1)·Δr·r̂₀ + ½(n_r−1)·Δz·ĉ₀ − ½(n_c−1)·Δr·û(φ₀),  û(φ) = (sin φ, cos φ, 0),
+    C = IPP + ½(n_c−1)·Δr·r̂₀ + ½(n_r−1)·Δz·ĉ₀ − ½(n_c−1)·Δr·û(φ₀),   û(φ) = (sin φ, cos φ, 0)
 
 (û points from the axis to the detector). For the GE Discovery 670 file of the shared data this
 puts the axis 0.8 mm from GE's own axis-aligned reading (a fifth of a voxel, from the 0.16° start
@@ -137,7 +137,8 @@ class Acquisition:
 
     def _window(self, i: int, name: str = "i") -> int:
         if not isinstance(i, (int, np.integer)) or not 0 <= int(i) < self.n_windows:
-            raise InputError(f"{name}: window index {i!r} out of range; expected 0..{self.n_windows - 1} ({self.windows})")
+            raise InputError(f"{name}: window index {i!r} out of range; expected 0..{self.n_windows - 1} "
+                             f"({self.windows})")
         return int(i)
 
     def window_width_kev(self, i: int) -> float:
@@ -149,7 +150,7 @@ class Acquisition:
         return hi - lo
 
     def tew_windows(self, peak: int, max_gap_kev: float = 5.0) -> tuple[int, int]:
-        """Indices ``(lower, upper)`` of the windows adjacent to window ``peak`` for triple-energy-window scatter.
+        """Indices ``(lower, upper)`` of the windows adjacent to window ``peak`` (for TEW scatter).
 
         The lower window is the one whose upper edge is closest below the peak's lower edge, the upper
         window the one whose lower edge is closest above the peak's upper edge, each within
@@ -157,8 +158,9 @@ class Acquisition:
         """
         peak = self._window(peak, "peak")
         lo, hi = self.windows[peak]
-        below = [(lo - w_hi, k) for k, (w_lo, w_hi) in enumerate(self.windows) if k != peak and -1e-6 <= lo - w_hi <= max_gap_kev]
-        above = [(w_lo - hi, k) for k, (w_lo, w_hi) in enumerate(self.windows) if k != peak and -1e-6 <= w_lo - hi <= max_gap_kev]
+        others = [(k, w) for k, w in enumerate(self.windows) if k != peak]
+        below = [(lo - w[1], k) for k, w in others if -1e-6 <= lo - w[1] <= max_gap_kev]
+        above = [(w[0] - hi, k) for k, w in others if -1e-6 <= w[0] - hi <= max_gap_kev]
         if not below or not above:
             raise InputError(
                 f"peak: window {peak} {self.windows[peak]} keV has no adjacent "
@@ -213,7 +215,8 @@ class Acquisition:
         return (
             f"Acquisition({Path(self.source).name!r}, {self.n_windows} windows {self.windows}, "
             f"shape {self.shape}, pixel {self.pixel_size_mm:g}×{self.axial_pixel_size_mm:g} mm, "
-            f"{self.rotation_direction} from {self.dicom_angles_deg[0] if self.dicom_angles_deg else '?'} deg)"
+            f"{self.rotation_direction} from {self.dicom_angles_deg[0] if self.dicom_angles_deg else '?'} "
+            "deg)"
         )
 
 
@@ -248,7 +251,8 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     if kind != "TOMO":
         hint = {"RECON TOMO": "use read_volume_series for reconstructed volumes",
                 "GATED TOMO": "gated TOMO is not supported; sum the gates first",
-                "WHOLE BODY": "use read_planar for planar scans", "STATIC": "use read_planar for planar scans"}
+                "WHOLE BODY": "use read_planar for planar scans",
+                "STATIC": "use read_planar for planar scans"}
         raise InputError(
             f"{path}: {dcm.tag_name('ImageType')} value 3 is {kind!r}; expected 'TOMO'"
             + (f" ({hint[kind]})" if kind in hint else "")
@@ -264,7 +268,8 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     vectors = _frame_vectors(ds, path, n_frames)
     for kw in _GATED:
         if kw in vectors and len(set(vectors[kw].tolist())) > 1:
-            raise InputError(f"{path}: {dcm.tag_name(kw)} has several values; gated projections are not supported")
+            raise InputError(f"{path}: {dcm.tag_name(kw)} has several values; gated projections are not "
+                             "supported")
 
     # Energy windows
     ew_seq = dcm.get(ds, "EnergyWindowInformationSequence", path)
@@ -295,10 +300,13 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     ew = vectors.get("EnergyWindowVector", np.ones(n_frames, dtype=int))
     dv = vectors.get("DetectorVector", np.ones(n_frames, dtype=int))
     rv = vectors.get("RotationVector", np.ones(n_frames, dtype=int))
-    for kw, vec, n in (("EnergyWindowVector", ew, n_win), ("DetectorVector", dv, len(det_seq)), ("RotationVector", rv, len(rot_seq))):
+    checks = (("EnergyWindowVector", ew, n_win), ("DetectorVector", dv, len(det_seq)),
+              ("RotationVector", rv, len(rot_seq)))
+    for kw, vec, n in checks:
         bad = sorted({int(v) for v in vec if not 1 <= int(v) <= n})
         if bad:
-            raise InputError(f"{path}: {dcm.tag_name(kw)} holds {bad[:5]}; expected values 1..{n} (the sequence items)")
+            raise InputError(f"{path}: {dcm.tag_name(kw)} holds {bad[:5]}; expected values 1..{n} (the "
+                             "sequence items)")
 
     # Rotations: start angle, step, direction, views per rotation
     rot_info = []
@@ -308,7 +316,8 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
         if direction in ("CCW",):
             direction = "CC"
         if direction not in ("CC", "CW"):
-            raise InputError(f"{path}: {dcm.tag_name('RotationDirection')} in {where} is {direction!r}; expected 'CC' or 'CW'")
+            raise InputError(f"{path}: {dcm.tag_name('RotationDirection')} in {where} is {direction!r}; "
+                             "expected 'CC' or 'CW'")
         rot_info.append(dict(
             start=dcm.get(item, "StartAngle", path, where=where, cast=float),
             step=dcm.get(item, "AngularStep", path, where=where, cast=float),
@@ -335,13 +344,15 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
         sel = np.nonzero(ew == w)[0]
         keys = [(int(dv[f]), int(rv[f]), int(av[f])) for f in sel]
         if len(set(keys)) != len(keys):
-            raise InputError(f"{path}: energy window {w} has {len(keys) - len(set(keys))} repeated (detector, rotation, view) frames; "
+            raise InputError(f"{path}: energy window {w} has {len(keys) - len(set(keys))} repeated "
+                             "(detector, rotation, view) frames; "
                              f"expected each view once")
         keys_by_window.append(dict(zip(keys, sel.tolist())))
     view_keys = sorted(keys_by_window[0])
     for w, kd in enumerate(keys_by_window[1:], start=2):
         if sorted(kd) != view_keys:
-            raise InputError(f"{path}: energy window {w} has {len(kd)} views but window 1 has {len(view_keys)}; "
+            raise InputError(f"{path}: energy window {w} has {len(kd)} views but window 1 has "
+                             f"{len(view_keys)}; "
                              f"expected the same views in every window ({n_frames} frames in all)")
     for r_idx, r in enumerate(rot_info, start=1):
         if r["n_views"] is None:
@@ -358,17 +369,20 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     n_det_tag = ds.get("NumberOfDetectors")
     if n_det_tag is not None and int(n_det_tag) != len(det_seq):
         raise InputError(f"{path}: {dcm.tag_name('NumberOfDetectors')} is {int(n_det_tag)} but the "
-                         f"{dcm.tag_name('DetectorInformationSequence')} has {len(det_seq)} items; expected equal")
+                         f"{dcm.tag_name('DetectorInformationSequence')} has {len(det_seq)} items; expected "
+                         "equal")
     det_info = {}
     for d in sorted({k[0] for k in view_keys}):
         item = det_seq[d - 1]
         where = f"DetectorInformationSequence item {d}"
         tilt = float(item.get("GantryDetectorTilt", 0) or 0)
         if abs(tilt) > 1e-3:
-            raise InputError(f"{path}: {dcm.tag_name('GantryDetectorTilt')} in {where} is {tilt} deg; expected 0 (untilted)")
+            raise InputError(f"{path}: {dcm.tag_name('GantryDetectorTilt')} in {where} is {tilt} deg; "
+                             "expected 0 (untilted)")
         start_det = item.get("StartAngle")
         if start_det is None and len(det_seq) > 1 and len(rot_info) == 1:
-            raise InputError(f"{path}: {dcm.tag_name('StartAngle')} is missing in {where}; expected the start angle of "
+            raise InputError(f"{path}: {dcm.tag_name('StartAngle')} is missing in {where}; expected the "
+                             "start angle of "
                              f"each detector of a {len(det_seq)}-detector acquisition")
         det_info[d] = dict(
             start=None if start_det is None else float(start_det),
@@ -401,13 +415,15 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     first = min(view_keys, key=lambda k: (k[1], k[0], k[2]))
     s_dir = -1.0 if direction == "CC" else 1.0  # spectdl sense: CC (φ up) is θ down
     order = sorted(view_keys, key=lambda k: (((theta[k] - theta[first]) * s_dir) % 360.0, k))
-    orbit = Orbit(tuple(theta[k] for k in order), tuple(radius[k] for k in order), "cw" if direction == "CC" else "ccw")
+    orbit = Orbit(tuple(theta[k] for k in order), tuple(radius[k] for k in order),
+                  "cw" if direction == "CC" else "ccw")
 
     pixels = dcm.pixel_array(ds, path)
     if pixels.ndim == 2:
         pixels = pixels[None]
     if pixels.shape != (n_frames, rows, cols):
-        raise InputError(f"{path}: pixel data has shape {pixels.shape}; expected (NumberOfFrames, Rows, Columns) = "
+        raise InputError(f"{path}: pixel data has shape {pixels.shape}; expected (NumberOfFrames, Rows, "
+                         "Columns) = "
                          f"{(n_frames, rows, cols)}")
     counts = np.empty((n_win, len(order), cols, rows), dtype=np.float32)
     for w, kd in enumerate(keys_by_window):
@@ -461,7 +477,8 @@ def _frame_vectors(ds, path, n_frames: int) -> dict[str, np.ndarray]:
     """The vectors the Frame Increment Pointer names, each checked to hold one value per frame."""
     fip = ds.get("FrameIncrementPointer")
     if fip is None:
-        raise InputError(f"{path}: {dcm.tag_name('FrameIncrementPointer')} is missing; expected the frame layout")
+        raise InputError(f"{path}: {dcm.tag_name('FrameIncrementPointer')} is missing; expected the frame "
+                         "layout")
     pointers = list(fip) if isinstance(fip, (list, tuple)) or type(fip).__name__ == "MultiValue" else [fip]
     out: dict[str, np.ndarray] = {}
     for tag in pointers:
@@ -470,7 +487,8 @@ def _frame_vectors(ds, path, n_frames: int) -> dict[str, np.ndarray]:
         if kw is None:
             continue  # e.g. Frame Time: not a layout vector
         if kw not in ds or ds.get(kw) is None:
-            raise InputError(f"{path}: {dcm.tag_name('FrameIncrementPointer')} names {dcm.tag_name(kw)}, which is missing")
+            raise InputError(f"{path}: {dcm.tag_name('FrameIncrementPointer')} names {dcm.tag_name(kw)}, "
+                             "which is missing")
         vec = ds.get(kw)
         vec = np.atleast_1d(np.asarray(list(vec) if hasattr(vec, "__iter__") else [vec], dtype=np.int64))
         if vec.size != n_frames:
@@ -509,7 +527,8 @@ def _detector_flips(det: dict, phi0: float, path) -> tuple[bool, bool]:
     if abs(r0[2]) > 0.02 or abs(abs(c0[2]) - 1.0) > 0.02:
         raise InputError(
             f"{path}: {dcm.tag_name('ImageOrientationPatient')} in {det['where']} is "
-            f"{np.round(np.r_[r0, c0], 4).tolist()}; expected rows in the transverse plane and columns along z "
+            f"{np.round(np.r_[r0, c0], 4).tolist()}; expected rows in the transverse plane and columns "
+            "along z "
             f"(an untilted detector)"
         )
     dot = float(r0 @ r_phys)

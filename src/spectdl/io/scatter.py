@@ -40,7 +40,10 @@ def smooth_views(y: torch.Tensor, sigma_px: float | Sequence[float]) -> torch.Te
         y: ``[..., n_radial, n_axial]``.
         sigma_px: standard deviation in pixels, one value or ``(radial, axial)``.
     """
-    s = (float(sigma_px),) * 2 if not isinstance(sigma_px, (tuple, list)) else tuple(float(v) for v in sigma_px)
+    if isinstance(sigma_px, (tuple, list)):
+        s = tuple(float(v) for v in sigma_px)
+    else:
+        s = (float(sigma_px),) * 2
     if len(s) != 2 or not all(math.isfinite(v) and v >= 0 for v in s):
         raise InputError(f"sigma_px: expected one or two finite values >= 0, found {sigma_px!r}")
     if y.dim() < 2:
@@ -86,15 +89,19 @@ def tew_scatter(
         if not isinstance(t, torch.Tensor):
             raise InputError(f"{name}: expected a torch.Tensor, found {type(t).__name__}")
         if tuple(t.shape) != tuple(peak.shape):
-            raise InputError(f"{name}: shape {tuple(t.shape)} differs from peak {tuple(peak.shape)}; expected equal")
+            raise InputError(f"{name}: shape {tuple(t.shape)} differs from peak {tuple(peak.shape)}; "
+                             "expected equal")
         if not torch.isfinite(t).all() or bool((t < 0).any()):
             raise InputError(f"{name}: counts must be finite and >= 0")
     try:
         w = [float(v) for v in widths_kev]
     except TypeError as exc:
-        raise InputError(f"widths_kev: expected (w_peak, w_lower, w_upper) in keV, found {widths_kev!r}") from exc
+        raise InputError(
+            f"widths_kev: expected (w_peak, w_lower, w_upper) in keV, found {widths_kev!r}"
+        ) from exc
     if len(w) != 3 or not all(math.isfinite(v) and v > 0 for v in w):
-        raise InputError(f"widths_kev: expected three positive widths (w_peak, w_lower, w_upper), found {widths_kev!r}")
+        raise InputError(f"widths_kev: expected three positive widths (w_peak, w_lower, w_upper), found "
+                         f"{widths_kev!r}")
     w_p, w_l, w_u = w
     dtype = peak.dtype if peak.is_floating_point() else torch.float32
     s = (lower.to(dtype) / w_l + upper.to(dtype) / w_u) * (w_p / 2.0)

@@ -84,7 +84,8 @@ class Volume:
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, torch.Tensor) or self.data.dim() != 3:
-            shape = tuple(self.data.shape) if isinstance(self.data, torch.Tensor) else type(self.data).__name__
+            is_tensor = isinstance(self.data, torch.Tensor)
+            shape = tuple(self.data.shape) if is_tensor else type(self.data).__name__
             raise InputError(f"data: expected a 3-D tensor [X, Y, Z], found {shape}")
         object.__setattr__(self, "affine", check_affine(self.affine))
 

@@ -48,7 +48,8 @@ def read_volume_series(path: str | Path, *, series_instance_uid: str | None = No
         groups = read_series_headers(path, "volume folder")
         if series_instance_uid is not None:
             if series_instance_uid not in groups:
-                raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {path}; found {sorted(groups)}")
+                raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {path}; found "
+                                 f"{sorted(groups)}")
             items = groups[series_instance_uid]
         elif len(groups) > 1:
             raise InputError(f"volume folder {path}: holds {len(groups)} series; pass series_instance_uid=")
@@ -66,7 +67,8 @@ def read_volume_series(path: str | Path, *, series_instance_uid: str | None = No
 def _check_modality(ds, p) -> str:
     mod = str(ds.get("Modality", "") or "")
     if mod not in ("NM", "PT"):
-        raise InputError(f"{p}: {dcm.tag_name('Modality')} is {mod!r}; expected 'NM' or 'PT' (a reconstructed volume)")
+        raise InputError(f"{p}: {dcm.tag_name('Modality')} is {mod!r}; expected 'NM' or 'PT' (a "
+                         "reconstructed volume)")
     return mod
 
 
@@ -95,7 +97,8 @@ def _read_multiframe(p) -> Volume:
     if mod == "NM":
         itype = [str(v).upper() for v in (ds.get("ImageType") or [])]
         if len(itype) > 2 and itype[2] not in ("RECON TOMO", "RECON GATED TOMO"):
-            raise InputError(f"{p}: {dcm.tag_name('ImageType')} value 3 is {itype[2]!r}; expected 'RECON TOMO' "
+            raise InputError(f"{p}: {dcm.tag_name('ImageType')} value 3 is {itype[2]!r}; expected 'RECON "
+                             "TOMO' "
                              f"(raw projections go to read_projections)")
         det = (ds.get("DetectorInformationSequence") or [None])[0]
         src = det if det is not None and "ImageOrientationPatient" in det else ds
@@ -106,7 +109,8 @@ def _read_multiframe(p) -> Volume:
     sp = dcm.floats(dcm.get(ds, "PixelSpacing", p), 2, p, "PixelSpacing")
     step = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
     if step is None:
-        raise InputError(f"{p}: {dcm.tag_name('SpacingBetweenSlices')} and {dcm.tag_name('SliceThickness')} are missing; "
+        raise InputError(f"{p}: {dcm.tag_name('SpacingBetweenSlices')} and {dcm.tag_name('SliceThickness')} "
+                         "are missing; "
                          f"expected the slice spacing")
     # A negative Spacing Between Slices (seen in the wild) still means slices stacked along the normal.
     affine = dcm.affine_from_axes(ipp, [r0, c0, np.cross(r0, c0)], [sp[1], sp[0], abs(float(step))])
@@ -194,7 +198,8 @@ def suv_factor(
         return w * 1000.0 / dose
     half = float(pick("half_life_s", half_life_s, dcm.tag_name("RadionuclideHalfLife")))
     t_inj = pick("injection_time", injection_time, dcm.tag_name("RadiopharmaceuticalStartDateTime"))
-    t0 = pick("acquisition_time", acquisition_time, f"{dcm.tag_name('AcquisitionTime')} / {dcm.tag_name('SeriesTime')}")
+    t0 = pick("acquisition_time", acquisition_time, f"{dcm.tag_name('AcquisitionTime')} / "
+                                                    f"{dcm.tag_name('SeriesTime')}")
     dt = (t0 - t_inj).total_seconds()
     if dt < 0:
         raise InputError(f"{where}: acquisition start {t0} is before the injection {t_inj}; expected later")

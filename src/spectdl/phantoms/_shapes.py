@@ -19,20 +19,6 @@ def edge_coverage(distance_mm: torch.Tensor, pixel_mm: float, antialias: bool) -
     return (distance_mm <= 0).to(distance_mm.dtype)
 
 
-def ellipse_distance(u: torch.Tensor, v: torch.Tensor, a, b) -> torch.Tensor:
-    """Signed distance (mm) from ``(u, v)`` to an ellipse with semi-axes ``a``, ``b``, measured along
-    the ray from the centre: ``r − R(φ)`` with ``R(φ) = 1 / sqrt((cos φ/a)² + (sin φ/b)²)``.
-
-    Exact for circles, and within a few per cent of the true distance near the edge of the
-    mildly eccentric ellipses used here; inputs broadcast.
-    """
-    r = torch.sqrt(u * u + v * v)
-    rho = torch.sqrt((u / a) ** 2 + (v / b) ** 2)
-    fallback = torch.as_tensor(a, dtype=r.dtype, device=r.device)
-    boundary = torch.where(rho > 1e-9, r / rho.clamp_min(1e-9), fallback)
-    return r - boundary
-
-
 def raw_draws(seeds: list[int], n_uniform: int, n_normal: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, n_uniform]`` U(0, 1) and ``[B, n_normal]`` N(0, 1) float64 draws, row ``b`` from seed ``b``.
 

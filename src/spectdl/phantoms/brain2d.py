@@ -26,7 +26,7 @@ import torch
 from spectdl.errors import GeometryError, InputError
 from spectdl.geometry import VoxelGrid
 from spectdl.materials import mu_per_cm
-from spectdl.phantoms._shapes import edge_coverage, ellipse_distance, raw_draws
+from spectdl.phantoms._shapes import edge_coverage, raw_draws
 from spectdl.phantoms.base import (
     Phantom,
     check_batch_size,
@@ -193,8 +193,9 @@ def brain2d(
     r = torch.sqrt(lu2 + lv2)
 
     def coverage(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # Signed distance along the ray from the centre, r·(1 − 1/ρ) with ρ² = (u/a)² + (v/b)²
-        # (see _shapes.ellipse_distance); at the centre itself the pixel is inside.
+        # Signed distance to the ellipse along the ray from its centre, r − R(φ) = r·(1 − 1/ρ) with
+        # ρ² = (u/a)² + (v/b)²: exact for circles, within a few per cent of the normal distance near
+        # the edge of these mildly eccentric ellipses, which is all the edge ramp needs.
         rho2 = lu2 * per_sample(1.0 / (a * a)) + lv2 * per_sample(1.0 / (b * b))
         d = torch.where(rho2 > 1e-12, r - r * torch.rsqrt(rho2.clamp_min(1e-12)), -per_sample(b))
         return edge_coverage(d, pixel, antialias)
@@ -227,52 +228,52 @@ def brain2d(
 def _render_blobs(grid, centre, r0, amp, phase, value, active, dev, dtype, pixel, antialias):
     """Excess activity ``max_k (v_k − 1)·coverage_k`` and ``max_k coverage_k`` for every pixel.
 
-    Each blob is evaluated on a small square patch around its centre and scattered into the image
-    with ``amax``: the blobs cover a few per cent of the image, so this is ~10× cheaper than
+    Each active blob is evaluated on a small square patch around its centre and scattered into the
+    image with ``amax``: the blobs cover a few per cent of the image, so this is ~10× cheaper than
     evaluating every blob on every pixel.
     """
-    B, N = r0.shape
+    B = r0.shape[0]
     nx, ny = grid.shape
-    sx, sy = grid.voxel_size_mm
-    reach = float((r0 * (1 + amp.sum(-1))).max()) + pixel
-    px, py = math.ceil(reach / sx), math.ceil(reach / sy)
-    x0, y0 = -(nx - 1) / 2.0 * sx, -(ny - 1) / 2.0 * sy
-    ic = torch.round((centre[..., 0] - x0) / sx).long()
-    jc = torch.round((centre[..., 1] - y0) / sy).long()
-    di = torch.arange(-px, px + 1)
-    dj = torch.arange(-py, py + 1)
-    ii = ic[..., None, None] + di[:, None]  # [B, N, Pi, 1]
-    jj = jc[..., None, None] + dj[None, :]  # [B, N, 1, Pj]
-    ii, jj = torch.broadcast_tensors(ii, jj)
-    inside = (ii >= 0) & (ii < nx) & (jj >= 0) & (jj < ny) & active[..., None, None]
-    flat = torch.where(inside, ii * ny + jj, torch.full_like(ii, nx * ny))
-    flat = flat + (torch.arange(B)[:, None, None, None] * (nx * ny + 1))
-
-    P = lambda t: t.to(device=dev, dtype=dtype)  # noqa: E731
-    u = P(ii * sx + x0 - centre[..., 0, None, None])
-    v = P(jj * sy + y0 - centre[..., 1, None, None])
-    r = torch.sqrt(u * u + v * v)
-    safe = r.clamp_min(1e-12)
-    c1 = torch.where(r > 0, u / safe, torch.ones_like(u))
-    s1 = torch.where(r > 0, v / safe, torch.zeros_like(v))
-    ck, sk = c1, s1
-    radius = torch.ones_like(u)
-    amp_d, ph_d = P(amp), P(phase)
-    for k in range(amp.shape[-1]):
-        a_k = amp_d[..., k, None, None]
-        ph_k = ph_d[..., k, None, None]
-        radius = radius + a_k * (ck * torch.cos(ph_k) + sk * torch.sin(ph_k))
-        ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
-    radius = radius * P(r0)[..., None, None]
-    cov = edge_coverage(r - radius, pixel, antialias)
-    cov = cov * P(inside)
-
-    flat = flat.to(dev).reshape(-1)
-    size = B * (nx * ny + 1)
+    size = B * (nx * ny + 1)  # one spare slot per sample takes the patch pixels off the image
     excess = torch.zeros(size, device=dev, dtype=dtype)
-    excess.scatter_reduce_(0, flat, (cov * (P(value) - 1.0)[..., None, None]).reshape(-1), "amax")
     hot = torch.zeros(size, device=dev, dtype=dtype)
-    hot.scatter_reduce_(0, flat, cov.reshape(-1), "amax")
+    b_idx, n_idx = torch.nonzero(active, as_tuple=True)
+    if b_idx.numel() > 0:
+        sx, sy = grid.voxel_size_mm
+        c = centre[b_idx, n_idx]  # [K, 2]
+        rad, a, ph = r0[b_idx, n_idx], amp[b_idx, n_idx], phase[b_idx, n_idx]
+        reach = float((rad * (1 + a.sum(-1))).max()) + pixel
+        px, py = math.ceil(reach / sx), math.ceil(reach / sy)
+        x0, y0 = -(nx - 1) / 2.0 * sx, -(ny - 1) / 2.0 * sy
+        ic = torch.round((c[:, 0] - x0) / sx).long()
+        jc = torch.round((c[:, 1] - y0) / sy).long()
+        ii = ic[:, None, None] + torch.arange(-px, px + 1)[None, :, None]  # [K, Pi, 1]
+        jj = jc[:, None, None] + torch.arange(-py, py + 1)[None, None, :]  # [K, 1, Pj]
+        on_image = (ii >= 0) & (ii < nx) & (jj >= 0) & (jj < ny)
+        flat = torch.where(on_image, ii * ny + jj, nx * ny) + (b_idx * (nx * ny + 1))[:, None, None]
+
+        def blob(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=dev, dtype=dtype)[:, None, None]
+
+        u = (torch.arange(-px, px + 1, device=dev, dtype=dtype) * sx)[None, :, None] \
+            + blob(ic * sx + x0 - c[:, 0])
+        v = (torch.arange(-py, py + 1, device=dev, dtype=dtype) * sy)[None, None, :] \
+            + blob(jc * sy + y0 - c[:, 1])
+        r = torch.sqrt(u * u + v * v)
+        inv = 1.0 / r.clamp_min(1e-12)
+        c1, s1 = u * inv, v * inv  # cos φ, sin φ (0 at the centre, where r(φ) = r0 then)
+        ck, sk = c1, s1
+        # α_k cos(kφ − φ_k) = (α_k cos φ_k) cos kφ + (α_k sin φ_k) sin kφ
+        ca, sa = a * torch.cos(ph), a * torch.sin(ph)
+        radius = 1.0 + blob(ca[:, 0]) * ck + blob(sa[:, 0]) * sk
+        for k in range(1, a.shape[-1]):
+            ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
+            radius = radius + blob(ca[:, k]) * ck + blob(sa[:, k]) * sk
+        cov = edge_coverage(r - radius * blob(rad), pixel, antialias)
+        cov = torch.broadcast_to(cov, flat.shape)
+        flat = flat.to(dev).reshape(-1)
+        excess.scatter_reduce_(0, flat, (cov * blob(value[b_idx, n_idx] - 1.0)).reshape(-1), "amax")
+        hot.scatter_reduce_(0, flat, cov.reshape(-1), "amax")
     excess = excess.reshape(B, nx * ny + 1)[:, :-1].reshape(B, nx, ny)
     hot = hot.reshape(B, nx * ny + 1)[:, :-1].reshape(B, nx, ny)
     return excess, hot
