@@ -192,3 +192,16 @@ def test_rebin_sums_blocks_and_keeps_the_centre(nm_file):
     assert np.abs(_peak_mm(img, coarse.affine) - POINT).max() < 3.0  # 8 mm voxels
     with pytest.raises(InputError, match="does not divide"):
         acq.crop_axial(0, 11).rebin(2)
+
+
+def test_orientation_that_does_not_follow_the_start_angle(nm_file):
+    import pydicom
+
+    path = nm_file()
+    ds = pydicom.dcmread(str(path))
+    ds.DetectorInformationSequence[0].ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]
+    ds.save_as(str(path))
+    with pytest.raises(InputError, match="not parallel to the detector face .* ignore_orientation=True"):
+        read_projections(path)
+    acq = read_projections(path, ignore_orientation=True)  # the pixels follow the default orientation
+    assert np.abs(_peak_mm(_backprojection(acq), acq.affine) - POINT).max() < 1.5

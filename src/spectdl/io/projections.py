@@ -221,7 +221,9 @@ class Acquisition:
 
 
 # ---------------------------------------------------------------------- reader
-def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acquisition:
+def read_projections(
+    path: str | Path, *, radius_mm: float | None = None, ignore_orientation: bool = False
+) -> Acquisition:
     """Read raw SPECT projections (NM Image Storage, Image Type ``…\\TOMO``) into an :class:`Acquisition`.
 
     Supports several energy windows, one or more detectors, several rotations (same direction), CW
@@ -231,6 +233,9 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     Args:
         path: the DICOM file.
         radius_mm: radius of rotation to use when the file records no Radial Position.
+        ignore_orientation: take every detector image in the default orientation (seen from the
+            detector, head at the top) whatever its Image Orientation (Patient) says; for files
+            whose orientation tags do not follow the start angle.
 
     Returns:
         The :class:`Acquisition`; ``acq.counts(i)`` is ``[n_angles, n_radial, n_axial]``.
@@ -408,7 +413,7 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
     start_phi = {}
     for d, det in det_info.items():
         start_phi[d] = phi[min(k for k in view_keys if k[0] == d)]  # first rotation, first view
-        flips[d] = _detector_flips(det, start_phi[d], path)
+        flips[d] = (True, True) if ignore_orientation else _detector_flips(det, start_phi[d], path)
 
     # spectdl order: by angle travelled from the first view, in the direction of motion
     theta = {k: (-phi[k]) % 360.0 for k in view_keys}
@@ -437,6 +442,8 @@ def read_projections(path: str | Path, *, radius_mm: float | None = None) -> Acq
             counts[w, j] = img.T  # → [radial, axial]
 
     first_det = det_info[first[0]]
+    if ignore_orientation:
+        first_det = dict(first_det, iop=None)
     centre = _axis_centre(first_det, start_phi[first[0]], rows, cols, dr, dz, path)
     affine = np.diag([dr, dr, dz, 1.0])
     affine[:3, 3] = centre - np.array([(cols - 1) / 2 * dr, (cols - 1) / 2 * dr, (rows - 1) / 2 * dz])
@@ -536,7 +543,8 @@ def _detector_flips(det: dict, phi0: float, path) -> tuple[bool, bool]:
         raise InputError(
             f"{path}: {dcm.tag_name('ImageOrientationPatient')} in {det['where']} has row direction "
             f"{np.round(r0, 4).tolist()}, which is not parallel to the detector face at the start angle "
-            f"{phi0} deg (expected ±{np.round(r_phys, 4).tolist()})"
+            f"{phi0} deg (expected ±{np.round(r_phys, 4).tolist()}); pass ignore_orientation=True to use "
+            f"the default orientation"
         )
     return dot > 0, c0[2] < 0
 
