@@ -40,13 +40,15 @@ class SeededDataset(torch.utils.data.Dataset):
         """The generator of sample ``index`` in the current epoch."""
         return generator_for(mix_seed(self.seed, self.epoch, index))
 
-    def _transform(self, sample: dict[str, Any], index: int) -> dict[str, Any]:
-        if self.transform is None:
+    def _transform(self, sample: dict[str, Any], index: int, transform=None) -> dict[str, Any]:
+        """Apply ``transform`` (default: the dataset's) with the generator of ``index``."""
+        transform = self.transform if transform is None else transform
+        if transform is None:
             return sample
-        if isinstance(self.transform, Transform):
-            out, spec = self.transform(sample, self.generator(index))
+        if isinstance(transform, Transform):
+            out, spec = transform(sample, self.generator(index))
             if self.record_params:
                 # A JSON string: collates into a list of strings, and replay() accepts it.
                 out["transform_params"] = json.dumps(spec, sort_keys=True)
             return out
-        return self.transform(sample)
+        return transform(sample)

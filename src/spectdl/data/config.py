@@ -14,7 +14,8 @@ Layout (every key optional; defaults shown)::
     attenuation: true             # use the phantom's mu map in the projector
     counts: {total: 5.0e+5, levels: {full: 1.0}}
     recon: null                   # {iterations: 4, subsets: 10}: OSEM of every count level
-    store: [activity, mu_per_cm, labels, counts]
+    store: null                   # null = [activity, mu_per_cm, labels, counts]
+                                  #   (planar: [expected, labels, lesion_mask, counts])
     splits: {train: 0.8, val: 0.1, test: 0.1}
     compression: none             # none | gzip | lzf
     dtype: float32                # float32 | float64
@@ -309,7 +310,7 @@ class SimulationConfig(_Checked):
     attenuation: bool = True
     counts: CountsConfig = field(default_factory=CountsConfig)
     recon: Optional[ReconConfig] = None
-    store: tuple[str, ...] = ("activity", "mu_per_cm", "labels", "counts")
+    store: Optional[tuple[str, ...]] = None
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     compression: Literal["none", "gzip", "lzf"] = "none"
     dtype: Literal["float32", "float64"] = "float32"
@@ -327,6 +328,10 @@ class SimulationConfig(_Checked):
                 f"grid.shape: phantom {self.phantom!r} needs a {ndim}-D grid, found {list(self.grid.shape)}"
             )
         allowed = PLANAR_KEYS if kind == "planar" else VOLUME_KEYS
+        if self.store is None:
+            default = ("expected", "labels", "lesion_mask", "counts") if kind == "planar" else (
+                "activity", "mu_per_cm", "labels", "counts")
+            object.__setattr__(self, "store", default)
         for i, key in enumerate(self.store):
             if key not in allowed:
                 raise ConfigError(f"store[{i}]: {key!r} is not stored for phantom {self.phantom!r}; expected one of {list(allowed)}")

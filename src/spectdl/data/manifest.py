@@ -232,9 +232,10 @@ def read_image(path: str | Path, column: str = "input") -> torch.Tensor:
         data = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     elif kind == "nifti":
         nib = require("nibabel", "dicom")
-        ndim = len(_squeeze(nib.load(str(path)).shape))
-        if ndim == 2:  # spectdl.io.read_nifti reads volumes only; a planar image is [X, Y]
-            data = torch.from_numpy(np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)).reshape(_squeeze(nib.load(str(path)).shape))
+        img = nib.load(str(path))
+        shape = _squeeze(img.shape)
+        if len(shape) == 2:  # spectdl.io.read_nifti reads volumes only; a planar image is [X, Y]
+            data = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32).reshape(shape))
         else:
             from spectdl.io import read_nifti
 

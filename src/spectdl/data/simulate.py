@@ -48,7 +48,7 @@ from spectdl.data.config import SimulationConfig, load_simulation_config
 from spectdl.data.shards import ShardWriter, file_sha256, open_shard, remove_stale_temporaries, shard_name
 from spectdl.errors import InputError, SpectdlError
 
-__all__ = ["SimulationResult", "load_manifest_json", "read_sample", "regenerate", "simulate"]
+__all__ = ["SimulationResult", "load_manifest_json", "read_sample", "regenerate", "simulate", "verify_shards"]
 
 MANIFEST_FORMAT = "spectdl-simulation"
 MANIFEST_VERSION = 1

@@ -141,7 +141,13 @@ def identity(ds) -> dict[str, Any]:
                 v = str(v)
             elif isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
                 v = [str(x) for x in v]
-            elif not isinstance(v, (int, float)):
+            elif isinstance(v, bool):
+                pass
+            elif isinstance(v, int):
+                v = int(v)
+            elif isinstance(v, float):
+                v = float(v)
+            else:
                 v = str(v)
             out[kw] = v
     return out

@@ -253,7 +253,7 @@ def read_projections(
         )
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     kind = image_type[2] if len(image_type) > 2 else ""
-    if kind != "TOMO":
+    if kind != "TOMO" and not (kind == "" and "RotationInformationSequence" in ds):
         hint = {"RECON TOMO": "use read_volume_series for reconstructed volumes",
                 "GATED TOMO": "gated TOMO is not supported; sum the gates first",
                 "WHOLE BODY": "use read_planar for planar scans",

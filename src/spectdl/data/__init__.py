@@ -1,0 +1,40 @@
+"""Datasets: paired simulations in HDF5 shards, manifests of real cases, sampling and augmentation.
+
+* :func:`simulate` / :func:`regenerate` / :class:`SimulatedDataset`: phantom → projector → noise
+  (→ OSEM) into chunked, reproducible HDF5 shards with a JSON manifest.
+* :func:`load_manifest` / :func:`validate_manifest` / :class:`ManifestDataset`: real cases listed
+  in a CSV or YAML manifest (NIfTI, DICOM, ``.npy``), whole volumes, axial slices or patches.
+* :mod:`spectdl.data.transforms`: flips, rotations, crops, slices and normalisation that record their
+  parameters, so that :func:`~spectdl.data.transforms.replay` reproduces them exactly.
+
+h5py and PyYAML (the ``train`` extra) and nibabel (the ``dicom`` extra) are imported when needed.
+"""
+
+from spectdl.data.config import SimulationConfig, load_simulation_config
+from spectdl.data.manifest import Case, Manifest, image_shape, load_manifest, read_image, validate_manifest
+from spectdl.data.real import ManifestDataset
+from spectdl.data.shards import ShardWriteError
+from spectdl.data.simulate import SimulationResult, load_manifest_json, read_sample, regenerate, simulate, verify_shards
+from spectdl.data.simulated import SimulatedDataset
+from spectdl.data import transforms
+
+__all__ = [
+    "Case",
+    "Manifest",
+    "ManifestDataset",
+    "ShardWriteError",
+    "SimulatedDataset",
+    "SimulationConfig",
+    "SimulationResult",
+    "image_shape",
+    "load_manifest",
+    "load_manifest_json",
+    "load_simulation_config",
+    "read_image",
+    "read_sample",
+    "regenerate",
+    "simulate",
+    "transforms",
+    "validate_manifest",
+    "verify_shards",
+]

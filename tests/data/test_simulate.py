@@ -1,0 +1,165 @@
+import errno
+import json
+import math
+import weakref
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import spectdl.data.simulate as sim
+from spectdl.data import ShardWriteError, read_sample, regenerate, simulate, verify_shards
+from spectdl.errors import InputError, SpectdlError
+
+from .conftest import tiny_config
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_same_seed_gives_identical_bytes_whatever_the_number_of_workers(tiny_run, tmp_path):
+    again = simulate(tiny_config(), tmp_path / "again", workers=1, progress=False)
+    pooled = simulate(tiny_config(), tmp_path / "pooled", workers=2, progress=False)
+    assert pooled.workers == 2
+    reference = _files(tiny_run.out_dir)
+    assert sorted(reference) == ["manifest.json", "shard-00000.h5", "shard-00001.h5"]
+    assert _files(again.out_dir) == reference
+    assert _files(pooled.out_dir) == reference
+    other = simulate(tiny_config(seed=4), tmp_path / "other", workers=1, progress=False)
+    assert _files(other.out_dir)["shard-00000.h5"] != reference["shard-00000.h5"]
+
+
+def test_regenerate_rebuilds_every_stored_sample_exactly(tiny_run):
+    manifest = json.loads(tiny_run.manifest_path.read_text())
+    assert len(manifest["samples"]) == 10
+    # Index 5: the partial last batch of shard 0; 9: the last sample of the last shard.
+    for index in (0, 5, 9):
+        stored = read_sample(tiny_run.manifest_path, index)
+        again = regenerate(tiny_run.manifest_path, index)
+        assert sorted(again) == sorted(stored) == sorted(manifest["keys"])
+        for key in stored:
+            assert again[key].dtype == stored[key].dtype
+            assert torch.equal(again[key], stored[key]), key
+    assert verify_shards(tiny_run.out_dir) == []
+
+
+def test_manifest_records_seeds_layout_and_splits(tiny_run):
+    m = json.loads(tiny_run.manifest_path.read_text())
+    assert [s["count"] for s in m["shards"]] == [6, 4]
+    assert m["splits"] == {"train": [0, 6], "val": [6, 8], "test": [8, 10]}
+    rec = m["samples"][7]
+    assert (rec["shard"], rec["row"], rec["batch"], rec["split"]) == (1, 1, 0, "val")
+    # The phantom seed regenerates the phantom alone (the phantoms' own seeding rule).
+    from spectdl.geometry import VoxelGrid
+    from spectdl.phantoms import brain2d
+
+    ph = brain2d(VoxelGrid((32, 32), 8.0), 1, seed=rec["phantom_seed"])
+    assert torch.allclose(ph.activity[0], read_sample(tiny_run.out_dir, 7, ["activity"])["activity"], atol=1e-6)
+    assert rec["params"]["n_regions"] == int(ph.info["n_regions"][0])
+    assert len({r["noise_seed"] for r in m["samples"]}) == 10
+    assert all(2.0e4 <= r["total_counts"] <= 1.0e5 for r in m["samples"])
+
+
+def test_counts_follow_the_poisson_and_thinning_model(tiny_run):
+    m = json.loads(tiny_run.manifest_path.read_text())
+    z = []
+    for rec in m["samples"]:
+        s = read_sample(tiny_run.out_dir, rec["index"])
+        total = rec["total_counts"]
+        assert float(s["expected"].double().sum()) == pytest.approx(total, rel=1e-5)
+        full, low = s["counts_full"].double(), s["counts_low"].double()
+        assert bool((full == full.round()).all()) and bool((low <= full).all())
+        # Σ full ~ Poisson(T); Σ low | Σ full ~ Binomial(Σ full, 1/4): standardised, both ~ N(0, 1).
+        n = float(full.sum())
+        z += [(n - total) / math.sqrt(total), (float(low.sum()) - 0.25 * n) / math.sqrt(n * 0.25 * 0.75)]
+    # 20 standard normal scores: their sum of squares is chi-square with 20 degrees of freedom.
+    assert sum(v * v for v in z) < stats.chi2.ppf(0.999, len(z))
+
+
+def test_reconstruction_recovers_the_activity_in_count_units(tiny_run):
+    m = json.loads(tiny_run.manifest_path.read_text())
+    with h5py.File(tiny_run.out_dir / "shard-00000.h5") as f:
+        act, rec = f["activity"][:], f["recon_full"][:]
+        scale = f["scale"][:]
+    assert np.array_equal(scale, [r["scale"] for r in m["samples"][:6]])
+    for b in range(6):
+        r = np.corrcoef(act[b].ravel(), rec[b].ravel())[0, 1]
+        assert r > 0.8
+        # OSEM preserves the total activity seen through attenuation only roughly; within a factor 2.
+        ratio = rec[b].sum() / (act[b].sum() * scale[b])
+        assert 0.5 < ratio < 2.0
+
+
+def test_only_one_batch_is_alive_at_a_time(tmp_path, monkeypatch):
+    """Structural flat-memory check: every batch is freed before the next one is made."""
+    real = sim.simulate_batch
+    alive: list[weakref.ref] = []
+    sizes = []
+
+    def spy(*args, **kwargs):
+        assert all(ref() is None for ref in alive), "an earlier batch is still referenced"
+        out = real(*args, **kwargs)
+        alive.extend(weakref.ref(t) for t in out["arrays"].values())
+        sizes.append(args[4])
+        return out
+
+    monkeypatch.setattr(sim, "simulate_batch", spy)
+    simulate(tiny_config(n_samples=13, recon=None, batch_size=3), tmp_path / "run", workers=1, progress=False)
+    assert sizes == [3, 3, 3, 3, 1]  # shards of 6, 6, 1 in batches of at most 3
+    assert len(alive) == 5 * 5
+
+
+def test_disk_full_leaves_no_partial_shard_and_names_it(tmp_path, monkeypatch):
+    real = h5py.Dataset.__setitem__
+    calls = {"n": 0}
+
+    def full_disk(self, key, value):
+        calls["n"] += 1
+        if calls["n"] > 20:  # fail in the middle of the second shard
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", full_disk)
+    out = tmp_path / "run"
+    with pytest.raises(ShardWriteError) as err:
+        simulate(tiny_config(recon=None), out, workers=1, progress=False)
+    assert isinstance(err.value, SpectdlError) and isinstance(err.value, OSError)
+    assert err.value.errno == errno.ENOSPC
+    assert str(out / "shard-00001.h5") in str(err.value)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["shard-00000.h5"]  # the finished shard stays; no temporary, no manifest
+    monkeypatch.undo()
+    with h5py.File(out / "shard-00000.h5") as f:
+        assert f["index"][:].tolist() == list(range(6))
+
+
+def test_existing_output_is_kept_unless_overwrite(tiny_run, tmp_path):
+    with pytest.raises(InputError, match="already holds a simulation"):
+        simulate(tiny_config(), tiny_run.out_dir, workers=1, progress=False)
+    with pytest.raises(InputError, match="workers"):
+        simulate(tiny_config(), tmp_path / "x", workers=0, progress=False)
+
+
+def test_regenerate_rejects_bad_indices(tiny_run):
+    with pytest.raises(InputError, match=r"index: expected an integer in \[0, 10\)"):
+        regenerate(tiny_run.manifest_path, 10)
+
+
+def test_planar_phantom_with_progress_bar(tmp_path):
+    cfg = dict(
+        phantom="wholebody_planar",
+        grid={"shape": [220, 64], "voxel_size_mm": 9.0},
+        n_samples=3, batch_size=2, shard_size=3,
+        counts={"total": 1.0e5, "levels": {"full": 1.0, "half": 0.5}},
+        compression="gzip",
+    )
+    res = simulate(cfg, tmp_path / "planar", workers=1, progress=True)
+    s = read_sample(res.manifest_path, 2)
+    assert s["expected"].shape == (2, 220, 64)  # anterior and posterior as channels
+    assert s["lesion_mask"].dtype == torch.uint8
+    assert float(s["expected"].double().sum()) == pytest.approx(1.0e5, rel=1e-5)
+    again = regenerate(res.manifest_path, 2)
+    assert all(torch.equal(again[k], s[k]) for k in s)
