@@ -24,7 +24,6 @@ untested.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import sys
 import time
@@ -38,12 +37,9 @@ DATA = ROOT.parent / "shared" / "data" / "real" / "lu177_spectct"
 
 
 def _example():
-    path = ROOT / "examples" / "reconstruct_real_spect.py"
-    spec = importlib.util.spec_from_file_location("reconstruct_real_spect", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from spectdl.recon import acquisition
+
+    return acquisition
 
 
 def run_pytomography(file_nm: Path, ct_folder: Path, peak: int, lower: int, upper: int, n_iters: int,

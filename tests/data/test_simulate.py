@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-import spectdl.data.simulate as sim
+import spectdl.data.simulation as sim
 from spectdl.data import ShardWriteError, read_sample, regenerate, simulate, verify_shards
 from spectdl.errors import InputError, SpectdlError
 
@@ -109,7 +109,8 @@ def test_only_one_batch_is_alive_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(sim, "simulate_batch", spy)
     simulate(tiny_config(n_samples=13, recon=None, batch_size=3), tmp_path / "run", workers=1, progress=False)
     assert sizes == [3, 3, 3, 3, 1]  # shards of 6, 6, 1 in batches of at most 3
-    assert len(alive) == 5 * 5
+    assert len(alive) == 5 * 6  # activity, mu_per_cm, labels, expected, counts_full, counts_low
+    assert all(ref() is None for ref in alive)
 
 
 def test_disk_full_leaves_no_partial_shard_and_names_it(tmp_path, monkeypatch):
@@ -117,9 +118,10 @@ def test_disk_full_leaves_no_partial_shard_and_names_it(tmp_path, monkeypatch):
     calls = {"n": 0}
 
     def full_disk(self, key, value):
-        calls["n"] += 1
-        if calls["n"] > 20:  # fail in the middle of the second shard
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if "shard-00001" in self.file.filename:
+            calls["n"] += 1
+            if calls["n"] > 3:  # the disk fills up after a few writes into the second shard
+                raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, key, value)
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", full_disk)
@@ -130,6 +132,7 @@ def test_disk_full_leaves_no_partial_shard_and_names_it(tmp_path, monkeypatch):
     assert err.value.errno == errno.ENOSPC
     assert str(out / "shard-00001.h5") in str(err.value)
     names = sorted(p.name for p in out.iterdir())
+    assert calls["n"] == 4
     assert names == ["shard-00000.h5"]  # the finished shard stays; no temporary, no manifest
     monkeypatch.undo()
     with h5py.File(out / "shard-00000.h5") as f:

@@ -1,6 +1,6 @@
 """The real-data check of the io issue: reconstruct the Lu-177 SPECT/CT study and test it against its CT.
 
-Runs ``examples/reconstruct_real_spect.py::reconstruct_acquisition`` on ``bed1_projections.dcm`` with
+Runs ``spectdl.recon.acquisition.reconstruct_acquisition`` (as the example does) on ``bed1_projections.dcm`` with
 the CT (attenuation at 208 keV), the MEGP response and TEW scatter, OSEM 4 × 10, on detector pixels
 rebinned 2 × 2 (8.84 mm voxels) and cropped to the axial rows that hold counts, to stay near 30 s.
 
@@ -20,8 +20,6 @@ structures):
    measured photopeak counts within 3 % (ML-EM keeps Σ(Ax + s) close to Σy).
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +28,8 @@ import torch
 from scipy import ndimage
 
 from spectdl.io import read_ct_series, read_projections, resample_to_grid
+from spectdl.recon.acquisition import reconstruct_acquisition
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reconstruct_real_spect.py"
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location("reconstruct_real_spect", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -48,7 +38,7 @@ def test_real_reconstruction_is_registered_and_consistent(shared_data):
     folder = shared_data / "real/lu177_spectct"
     acq = read_projections(folder / "bed1_projections.dcm")
     ct = read_ct_series(folder / "CT")
-    recon = _example().reconstruct_acquisition(acq, ct, n_iters=4, n_subsets=10, rebin=2)
+    recon = reconstruct_acquisition(acq, ct, n_iters=4, n_subsets=10, rebin=2)
     x = recon.volume.data.numpy().astype(np.float64)
     grid, A = recon.acquisition.grid(), recon.volume.affine
     hu = resample_to_grid(ct.data, ct.affine, grid, A, fill_value=-1000.0).numpy()

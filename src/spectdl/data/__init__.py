@@ -14,7 +14,7 @@ from spectdl.data.config import SimulationConfig, load_simulation_config
 from spectdl.data.manifest import Case, Manifest, image_shape, load_manifest, read_image, validate_manifest
 from spectdl.data.real import ManifestDataset
 from spectdl.data.shards import ShardWriteError
-from spectdl.data.simulate import SimulationResult, load_manifest_json, read_sample, regenerate, simulate, verify_shards
+from spectdl.data.simulation import SimulationResult, load_manifest_json, read_sample, regenerate, simulate, verify_shards
 from spectdl.data.simulated import SimulatedDataset
 from spectdl.data import transforms
 

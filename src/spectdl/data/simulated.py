@@ -11,7 +11,7 @@ import torch
 
 from spectdl.data._dataset import SeededDataset
 from spectdl.data.shards import open_shard
-from spectdl.data.simulate import load_manifest_json
+from spectdl.data.simulation import load_manifest_json
 from spectdl.data.transforms.base import Transform
 from spectdl.errors import InputError
 
@@ -194,7 +194,7 @@ class SimulatedDataset(SeededDataset):
 
     def close(self) -> None:
         """Close the HDF5 files opened by this process."""
-        for f in self._files.values():
+        for f in getattr(self, "_files", {}).values():
             try:
                 f.close()
             except Exception:  # noqa: BLE001 - closing is best effort
