@@ -11,12 +11,12 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from spectdl.errors import InputError
+from spectdl.io._atomic import atomic_write
 from spectdl.report import figures
 
 _CSS = """
@@ -28,17 +28,6 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}
 .note{color:#555;font-size:.9em}
 """
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read(run_dir: Path, name: str) -> Path:
@@ -164,5 +153,5 @@ Timings: {html.escape(', '.join(f'{k} {v:.1f}' for k, v in timings.items()))}.</
     out = run_dir / "report.html"
     if out.exists() and not overwrite:
         raise InputError(f"report: {out} exists; pass overwrite=True to replace it")
-    _atomic_write_text(out, doc)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(doc, encoding="utf-8"), overwrite=True)
     return out

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from spectdl.errors import InputError
+from spectdl.io._atomic import atomic_write
 
 
 def new_run_dir(root: Path, seed: int) -> Path:
@@ -28,18 +27,8 @@ def new_run_dir(root: Path, seed: int) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), overwrite=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -40,6 +40,10 @@ def test_3d_rotations_in_each_plane_match_rot90(plane, dims):
     v = torch.rand(1, 6, 6, 6, generator=_gen())
     torch.testing.assert_close(Rotate({plane: 90}).apply({"x": v})["x"], torch.rot90(v, 1, dims), atol=1e-6, rtol=0)
     assert torch.equal(Rot90({plane: 1}).apply({"x": v})["x"], torch.rot90(v, 1, dims))
+    # An arbitrary angle against scipy's trilinear rotation in the same plane.
+    ref = ndimage.rotate(v[0].numpy(), 30.0, axes=(dims[0] - 1, dims[1] - 1), reshape=False, order=1,
+                         mode="grid-constant")  # zeros beyond the edge, interpolated as grid_sample does
+    torch.testing.assert_close(Rotate({plane: 30}).apply({"x": v})["x"][0], torch.from_numpy(ref), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("angle", [30.0, 60.0, 17.5])

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from spectdl.data.transforms import AxialSlice, Crop, RandomAxialSlice, RandomCrop, replay
+from spectdl.errors import InputError
+
+
+def test_random_patches_have_the_size_and_come_from_the_image():
+    img = torch.arange(1024 * 256, dtype=torch.float32).reshape(1, 1024, 256)
+    sample = {"input": img, "target": img + 1, "lesion_mask": (img % 7 == 0).float()}
+    g = torch.Generator().manual_seed(0)
+    starts = []
+    for _ in range(200):
+        out, spec = RandomCrop((192, 192))(sample, g)
+        i, j = spec["start"]
+        starts.append((i, j))
+        assert out["input"].shape == (1, 192, 192)
+        assert torch.equal(out["input"], img[:, i:i + 192, j:j + 192])
+        assert torch.equal(out["target"], out["input"] + 1)
+        assert torch.equal(out["lesion_mask"], (out["input"] % 7 == 0).float())
+    rows, cols = zip(*starts)
+    assert 0 <= min(rows) and max(rows) <= 1024 - 192 and 0 <= min(cols) and max(cols) <= 256 - 192
+    # Uniform start positions: means near the middle of [0, 832] and [0, 64] (≈ 3.5 standard errors).
+    assert sum(rows) / 200 == pytest.approx(416, abs=60) and sum(cols) / 200 == pytest.approx(32, abs=5)
+    assert torch.equal(replay(sample, spec)["input"], out["input"])
+
+
+def test_slices_of_a_volume():
+    vol = torch.rand(2, 5, 6, 7)
+    s = {"input": vol, "target": vol * 2}
+    out = AxialSlice(3).apply(s)
+    assert torch.equal(out["input"], vol[..., 3]) and out["target"].shape == (2, 5, 6)
+    g = torch.Generator().manual_seed(1)
+    picked = {RandomAxialSlice().draw(s, g).index for _ in range(200)}
+    assert picked == set(range(7))
+    assert torch.equal(Crop([1, 2, 3], [2, 2, 2]).apply(s)["input"], vol[:, 1:3, 2:4, 3:5])
+
+
+def test_crop_errors():
+    with pytest.raises(InputError, match="larger than the sample"):
+        RandomCrop((192, 192)).draw({"x": torch.zeros(1, 100, 256)}, torch.Generator())
+    with pytest.raises(InputError, match="2-D patch for a 3-D sample"):
+        RandomCrop((4, 4)).draw({"x": torch.zeros(1, 8, 8, 8)}, torch.Generator())
+    with pytest.raises(InputError, match="outside the 7 axial slices"):
+        AxialSlice(7).apply({"x": torch.zeros(1, 4, 4, 7)})
+    with pytest.raises(InputError, match="leaves axis 1"):
+        Crop([0, 5], [4, 4]).apply({"x": torch.zeros(1, 8, 8)})
