@@ -51,16 +51,23 @@ def _reflect_index(n: int, radius: int, device) -> torch.Tensor:
 
 
 def _filter(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable filtering of ``x [N, 1, *spatial]`` along every spatial axis, same-size output."""
+    """Separable filtering of ``x [N, 1, *spatial]`` along every spatial axis, same-size output.
+
+    Each axis is a weighted sum of shifted views of the reflect-padded input: for an 11-tap window on
+    one channel this is an order of magnitude faster on the CPU than ``conv2d``/``conv3d``, forward
+    and backward, which matters because the SSIM losses call it on every training step.
+    """
     nd = x.dim() - 2
-    conv = F.conv2d if nd == 2 else F.conv3d
-    radius = (window.numel() - 1) // 2
+    taps = window.numel()
+    radius = (taps - 1) // 2
     for axis in range(nd):
         dim = 2 + axis
-        x = x.index_select(dim, _reflect_index(x.shape[dim], radius, x.device))
-        shape = [1, 1] + [1] * nd
-        shape[dim] = window.numel()
-        x = conv(x, window.reshape(shape))
+        n = x.shape[dim]
+        padded = x.index_select(dim, _reflect_index(n, radius, x.device))
+        out = padded.narrow(dim, 0, n) * window[0]
+        for k in range(1, taps):
+            out = out + padded.narrow(dim, k, n) * window[k]
+        x = out
     return x
 
 
