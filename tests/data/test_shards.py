@@ -60,3 +60,11 @@ def test_stale_temporaries_are_removed(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert [p.name for p in removed] == [".shard-00003.h5.999.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["shard-00000.h5"]
+
+
+def test_shard_write_error_survives_the_trip_back_from_a_worker_process():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ShardWriteError(errno.ENOSPC, "shard /d/shard-00001.h5: write failed")))
+    assert isinstance(err, ShardWriteError) and err.errno == errno.ENOSPC
+    assert str(err) == "[Errno 28] shard /d/shard-00001.h5: write failed"

@@ -17,7 +17,7 @@ Layout (every key optional; defaults shown)::
     store: null                   # null = [activity, mu_per_cm, labels, counts]
                                   #   (planar: [expected, labels, lesion_mask, counts])
     splits: {train: 0.8, val: 0.1, test: 0.1}
-    compression: none             # none | gzip | lzf
+    compression: gzip             # gzip | lzf | none (gzip: ~10× smaller for ~5% more time)
     dtype: float32                # float32 | float64
     device: cpu
 
@@ -312,7 +312,7 @@ class SimulationConfig(_Checked):
     recon: Optional[ReconConfig] = None
     store: Optional[tuple[str, ...]] = None
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    compression: Literal["none", "gzip", "lzf"] = "none"
+    compression: Literal["none", "gzip", "lzf"] = "gzip"
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
 

@@ -134,7 +134,7 @@ def load_manifest(path: str | Path) -> Manifest:
         raise InputError(f"manifest: {path} not found; expected a CSV or YAML file")
     if path.suffix.lower() in (".yaml", ".yml"):
         root, header, rows = _rows_from_yaml(path)
-    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+    elif path.suffix.lower() == ".csv":
         root, (header, rows) = path.parent, _rows_from_csv(path)
     else:
         raise InputError(f"manifest: {path} has suffix {path.suffix!r}; expected .csv, .yaml or .yml")
@@ -210,11 +210,16 @@ def image_shape(path: str | Path, column: str = "input") -> tuple[int, ...]:
     for NIfTI and ``.npy`` (DICOM and Interfile are read whole)."""
     path = Path(path)
     kind = _kind(path)
-    if kind == "nifti":
-        nib = require("nibabel", "dicom")
-        return _squeeze(nib.load(str(path)).shape)
-    if kind == "npy":
-        return _squeeze(np.load(path, mmap_mode="r").shape)
+    try:
+        if kind == "nifti":
+            nib = require("nibabel", "dicom")
+            return _squeeze(nib.load(str(path)).shape)
+        if kind == "npy":
+            return _squeeze(np.load(path, mmap_mode="r").shape)
+    except SpectdlError:
+        raise
+    except Exception as exc:  # nibabel raises its own ImageFileError, numpy ValueError or OSError
+        raise InputError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
     return tuple(read_image(path, column).shape)
 
 
@@ -232,10 +237,10 @@ def read_image(path: str | Path, column: str = "input") -> torch.Tensor:
         data = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     elif kind == "nifti":
         nib = require("nibabel", "dicom")
-        img = nib.load(str(path))
-        shape = _squeeze(img.shape)
+        shape = image_shape(path)
         if len(shape) == 2:  # spectdl.io.read_nifti reads volumes only; a planar image is [X, Y]
-            data = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32).reshape(shape))
+            arr = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+            data = torch.from_numpy(arr.reshape(shape))
         else:
             from spectdl.io import read_nifti
 
@@ -287,7 +292,7 @@ def validate_manifest(manifest: Manifest | str | Path, check_shapes: bool = True
                 continue
             try:
                 found[col] = image_shape(p, col)
-            except (SpectdlError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - every failure to read is one problem of the list
                 problems.append(f"{label}: cannot be read: {p} ({exc})")
         if check_shapes and "input" in found:
             ref = found["input"]

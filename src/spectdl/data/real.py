@@ -36,7 +36,8 @@ class ManifestDataset(SeededDataset):
       and index) before ``transform``.
 
     Args:
-        manifest: a :class:`Manifest` or a manifest path.
+        manifest: a :class:`Manifest` or a manifest path (pass one :class:`Manifest` to the
+            train, val and test datasets so that its files are validated once).
         split: ``"train"``, ``"val"`` or ``"test"``.
         mode, patch_size, patches_per_case: see above.
         input_columns: columns stacked into ``"input"``.

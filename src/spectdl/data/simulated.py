@@ -67,12 +67,17 @@ class SimulatedDataset(SeededDataset):
         record_params: bool = False,
     ):
         super().__init__(transform, seed, record_params)
-        self.manifest = load_manifest_json(source)
+        manifest = load_manifest_json(source)
+        # The per-sample records are not needed to read (shard and row follow from the layout);
+        # dropping them keeps every DataLoader worker's copy small.
+        n_samples = len(manifest["samples"])
+        self.manifest = {k: v for k, v in manifest.items() if k != "samples"}
+        self.shard_size = int(self.manifest["config"]["shard_size"])
         self.folder = Path(self.manifest["_path"]).parent
         self.stored = {k: (tuple(v["shape"]), v["dtype"]) for k, v in self.manifest["keys"].items()}
         splits = self.manifest["splits"]
         if split is None:
-            self.start, self.stop = 0, len(self.manifest["samples"])
+            self.start, self.stop = 0, n_samples
         elif split not in splits:
             raise InputError(f"split: {split!r} is not in the manifest; expected one of {sorted(splits)} or None")
         else:
@@ -170,9 +175,8 @@ class SimulatedDataset(SeededDataset):
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
             raise InputError(f"index: expected an integer in [0, {n}) for split {self.split!r}, found {i!r}")
         index = self.start + int(i) % n
-        record = self.manifest["samples"][index]
-        f = self._file(record["shard"])
-        row = record["row"]
+        shard, row = divmod(index, self.shard_size)
+        f = self._file(shard)
         cache: dict[str, torch.Tensor] = {}
 
         def get(key):

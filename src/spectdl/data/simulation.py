@@ -47,6 +47,7 @@ from spectdl.data._util import atomic_write_bytes, generator_for, json_bytes, mi
 from spectdl.data.config import SimulationConfig, load_simulation_config
 from spectdl.data.shards import ShardWriter, file_sha256, open_shard, remove_stale_temporaries, shard_name
 from spectdl.errors import InputError, SpectdlError
+from spectdl.noise import poisson, thin
 
 __all__ = ["SimulationResult", "load_manifest_json", "read_sample", "regenerate", "simulate", "verify_shards"]
 
@@ -184,7 +185,9 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
     if "labels" in store:
         if ph.labels is None:
             raise SpectdlError(f"store: phantom {config.phantom!r} returned no labels; remove 'labels' from store")
-        arrays["labels"] = ph.labels.to(torch.uint8 if int(ph.labels.max()) < 256 else torch.int16)
+        # The dtype follows the phantom's label table, so every batch of a shard agrees.
+        top = max(ph.label_names.values(), default=0)
+        arrays["labels"] = ph.labels.to(torch.uint8 if top < 256 else torch.int32)
 
     lo, hi = config.counts.total_range
     # Sorted by name: a config read back from the (key-sorted) manifest draws the same noise.
@@ -202,9 +205,9 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
             raise SpectdlError(f"sample {index}: the noise-free projections sum to 0; the phantom has no visible activity")
         scale = total / float(sums[b])
         ybar = clean[b] * scale
-        full = torch.poisson(ybar, generator=g)
+        full = poisson(ybar, g)
         for name, f in levels:
-            noisy[name].append(full if f == 1.0 else _thin(full, f, g))
+            noisy[name].append(full if f == 1.0 else thin(full, f, g))
         expected.append(ybar)
         records.append(dict(index=index, shard=shard, batch=batch, phantom_seed=base_seed + b,
                             noise_seed=noise_seed, total_counts=total, scale=scale))
@@ -221,12 +224,6 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
     if proj is not None:
         proj.set_mu_map(None)  # drop the batch's attenuation factors
     return {"arrays": arrays, "records": records, "params": _per_sample_params(ph.info, count)}
-
-
-def _thin(counts: torch.Tensor, fraction: float, g: torch.Generator) -> torch.Tensor:
-    from spectdl.noise import thin
-
-    return thin(counts, fraction, g)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -307,7 +304,7 @@ def _sample_shapes(config: SimulationConfig) -> dict[str, tuple[list[int], str]]
             if key in config.store:
                 out[key] = (image, dt)
     if "labels" in config.store:
-        out["labels"] = ([1] + image[1:], "uint8")
+        out["labels"] = ([1] + image[1:], "uint8" if max(ph.label_names.values(), default=0) < 256 else "int32")
     if "expected" in config.store:
         out["expected"] = (proj_shape, dt)
     for name in config.counts.levels:
@@ -355,7 +352,8 @@ def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = 
             ``overwrite`` (which deletes its shards and manifest first).
         workers: processes making shards (spawned, one thread each; each writes whole shards).
             ``1`` runs in this process. The output does not depend on it. A CUDA config always
-            runs in this process.
+            runs in this process. With ``workers > 1`` a script must call this under
+            ``if __name__ == "__main__":`` (spawned workers import the main module).
         progress: show a rich progress bar (per batch with one worker, per shard with several).
         overwrite: replace an earlier simulation in ``out_dir``.
 
