@@ -181,6 +181,39 @@ def train(
                     f"last {result.last_checkpoint}; {result.epochs_completed} epochs")
 
 
+@app.command()
+def evaluate(
+    manifest: Path = typer.Argument(..., help="Case manifest (CSV or YAML): target = reference, input = baseline."),
+    predictions: Path = typer.Option(..., "--predictions", "-p", help="Folder of <case_id>.nii.gz (or .npy, or DICOM folders)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.csv and summary.json."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the input and test prediction vs input."),
+    split: str = typer.Option("test", "--split", help="Which split of the manifest to score."),
+) -> None:
+    """Per-case PSNR, SSIM, NRMSE and MAE against the target, with paired Wilcoxon tests vs the input.
+
+    Example: ``spectdl evaluate cases.csv --predictions enhanced/ -o results/eval``.
+    """
+    from rich.table import Table
+
+    from spectdl.studies.evaluate import METRICS, evaluate_manifest
+
+    res = evaluate_manifest(manifest, predictions, out, baseline=baseline, split=split)
+    t = Table(title=f"{res.summary['n_cases']} cases ({split})")
+    t.add_column("metric")
+    t.add_column("prediction", justify="right")
+    if baseline:
+        t.add_column("input", justify="right")
+        t.add_column("Wilcoxon p", justify="right")
+    for m in METRICS:
+        cells = [m, f"{res.summary[f'{m}_prediction']:.4f}"]
+        if baseline:
+            p = res.summary[f"{m}_wilcoxon"].get("p_value")
+            cells += [f"{res.summary[f'{m}_baseline']:.4f}", "n/a" if p is None or p != p else f"{p:.3g}"]
+        t.add_row(*cells)
+    Console().print(t)
+    Console().print(f"wrote {res.metrics_csv} and {res.summary_json}")
+
+
 def _summary_table(summary: dict):
     from rich.table import Table
 

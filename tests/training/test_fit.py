@@ -120,3 +120,18 @@ def test_resume_refuses_a_different_network(tmp_path):
                         checkpoint=no_val)
     with pytest.raises(ConfigError, match=r"model: the config gives .*16.* but the checkpoint"):
         fit(other, BlurDataset(), None, tmp_path, resume=True)
+
+
+class _EpochAwareBlur(BlurDataset):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+
+def test_fit_tells_the_dataset_each_epoch(tmp_path):
+    data = _EpochAwareBlur()
+    fit(tiny_config(trainer={"max_epochs": 3}), data, None, tmp_path / "run")
+    assert data.epochs == [0, 1, 2]

@@ -140,3 +140,16 @@ class ExceptionRecorder(Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self.exception = exception
+
+
+class DatasetEpoch(Callback):
+    """Tell the training Dataset which epoch starts (``dataset.set_epoch(epoch)``), when it has that
+    method: spectdl's datasets draw their random augmentation from ``(seed, epoch, index)``, so
+    without this every epoch would repeat the first one's transforms."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        loader = trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        set_epoch = getattr(dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(int(trainer.current_epoch))

@@ -277,7 +277,7 @@ def _fit_one(
     init_from: Path | None = None,
     callbacks: list | None = None,
 ) -> FitResult:
-    from spectdl.training.callbacks import BestLastCheckpoint, ExceptionRecorder
+    from spectdl.training.callbacks import BestLastCheckpoint, DatasetEpoch, ExceptionRecorder
     from spectdl.training.data import make_loader
 
     last = out / "checkpoints" / "last.json"
@@ -325,7 +325,7 @@ def _fit_one(
                 raise ConfigError(f"two_stage.init_from: {init_from} does not fit the configured networks ({exc})") from None
         train_loader = make_loader(train_data, cfg.data, cfg.seed, train=True, name="train_data")
         val_loader = make_loader(val_data, cfg.data, cfg.seed, train=False, name="val_data")
-        trainer = _trainer(cfg, out, [checkpoint_cb, recorder, *(callbacks or [])], max_epochs)
+        trainer = _trainer(cfg, out, [checkpoint_cb, recorder, DatasetEpoch(), *(callbacks or [])], max_epochs)
         try:
             with _reraise_keyboard_interrupt(recorder), warnings.catch_warnings():
                 # The two-stage module keeps its frozen parts in eval mode on purpose.
