@@ -138,14 +138,14 @@ def simulate(
                     f"in {res.seconds:.1f} s → {res.manifest_path}")
 
 
-def _dataset(path: Path, split: str, inputs: Optional[str], targets: Optional[str]):
+def _dataset(path: Path, split: str, inputs: Optional[str], targets: Optional[str], normalize: Optional[str] = None):
     """A simulation manifest (``manifest.json``) or a manifest of real cases (CSV or YAML)."""
     from spectdl.data import ManifestDataset, SimulatedDataset, load_manifest
 
     if path.is_dir() or path.suffix == ".json":
         return SimulatedDataset(path, split=split, input=inputs.split(",") if inputs else None,
                                 target=targets.split(",") if targets else None)
-    return ManifestDataset(load_manifest(path), split, mode="slices",
+    return ManifestDataset(load_manifest(path), split, mode="slices", normalize=normalize,
                            input_columns=tuple(inputs.split(",")) if inputs else ("input",))
 
 
@@ -159,6 +159,7 @@ def train(
     precision: Optional[str] = typer.Option(None, "--precision", help="e.g. 32-true or bf16-mixed (overrides the config)."),
     inputs: Optional[str] = typer.Option(None, "--inputs", help="Comma-separated stored keys (simulations) or columns stacked as input channels."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Comma-separated stored keys of the target (simulations)."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="Case manifests: divide input and target by the input volume's mean, mean_positive or max (recorded for `spectdl enhance`)."),
 ) -> None:
     """Train a registered model with the loss of its study; keeps the best and the last checkpoint.
 
@@ -168,15 +169,19 @@ def train(
     from spectdl.training import fit, load_config
 
     cfg = load_config(config)
-    if devices is not None or precision is not None:
+    train_data = _dataset(data, "train", inputs, targets, normalize)
+    val_data = _dataset(data, "val", inputs, targets, normalize)
+    norm = getattr(train_data, "normalization", None)
+    if devices is not None or precision is not None or norm is not None:
         d = cfg.to_dict()
         if devices is not None:
             d["trainer"]["devices"] = int(devices) if devices.isdigit() else devices
         if precision is not None:
             d["trainer"]["precision"] = precision
+        if norm is not None:
+            d["checkpoint"]["metadata"] = {**d["checkpoint"].get("metadata", {}), "normalization": norm}
         cfg = load_config(d)
-    result = fit(cfg, _dataset(data, "train", inputs, targets), _dataset(data, "val", inputs, targets), out,
-                 resume=resume)
+    result = fit(cfg, train_data, val_data, out, resume=resume)
     Console().print(f"best checkpoint {result.best_checkpoint} (score {result.best_score}); "
                     f"last {result.last_checkpoint}; {result.epochs_completed} epochs")
 

@@ -74,3 +74,36 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "optim.lr" in err[0]
+
+
+def test_train_on_a_case_manifest_records_the_normalisation_that_enhance_applies(tmp_path):
+    import nibabel as nib
+    import numpy as np
+    import torch
+
+    from spectdl.training import load_model_from_checkpoint
+
+    rng = np.random.default_rng(0)
+    rows = ["case_id,split,input,target"]
+    for i, split in enumerate(["train", "train", "val"]):
+        full = (rng.random((12, 12, 4)) * 10 + 5 * (i + 1)).astype(np.float32)
+        low = full + rng.normal(0, 1, full.shape).astype(np.float32)
+        for name, arr in (("low", low), ("full", full)):
+            nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / f"c{i}_{name}.nii.gz")
+        rows.append(f"c{i},{split},c{i}_low.nii.gz,c{i}_full.nii.gz")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "train.yaml").write_text(TRAIN_YAML)
+    main(["train", str(tmp_path / "train.yaml"), "--data", str(tmp_path / "cases.csv"), "-o", str(tmp_path / "run"),
+          "--normalize", "mean_positive"])
+    ckpt = tmp_path / "run" / "checkpoints" / "last.json"
+    model, meta = load_model_from_checkpoint(ckpt)
+    assert meta["normalization"] == {"inputs": ["mean_positive"], "output": 0}
+    out = tmp_path / "enhanced.nii.gz"
+    main(["enhance", "--checkpoint", str(ckpt), str(tmp_path / "c2_low.nii.gz"), "-o", str(out)])
+    low = nib.load(tmp_path / "c2_low.nii.gz").get_fdata().astype(np.float32)
+    s = float(low[low > 0].mean())
+    x = torch.from_numpy(low).permute(2, 0, 1).unsqueeze(1) / s  # slices [Z, 1, X, Y], normalised
+    with torch.no_grad():
+        expected = (model.eval()(x) * s)[:, 0].permute(1, 2, 0).numpy()
+    got = nib.load(out).get_fdata()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -83,3 +83,17 @@ def test_dataset_validates_the_whole_manifest_first(cases, tmp_path):
         ManifestDataset(path, "test", validate=False)
     with pytest.raises(InputError, match="patch_size"):
         ManifestDataset(path, "train", mode="patches", validate=False)
+
+
+def test_slices_normalised_by_the_whole_volume(cases):
+    path, data = cases
+    ds = ManifestDataset(path, "train", mode="slices", input_columns=("input", "ct"), normalize="mean_positive")
+    low = data["b"]["input"]
+    s = low[low > 0].mean()  # one divisor per volume, never per slice
+    sample = ds[6]  # case b, slice 2
+    np.testing.assert_allclose(sample["input"][0].numpy(), low[..., 2] / s, rtol=1e-6)
+    np.testing.assert_allclose(sample["target"][0].numpy(), data["b"]["target"][..., 2] / s, rtol=1e-6)
+    assert np.array_equal(sample["input"][1].numpy(), data["b"]["ct"][..., 2])  # other channels unscaled
+    assert ds.normalization == {"inputs": ["mean_positive"], "output": 0}
+    with pytest.raises(InputError, match="normalize"):
+        ManifestDataset(path, "train", normalize="median")

@@ -113,3 +113,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+VOLUME_STATISTICS = ("none", "mean", "mean_positive", "max")
+
+
+def volume_statistic(x: torch.Tensor, how: str | float) -> float:
+    """The divisor of an intensity normalisation, from a whole volume: ``"none"`` (1), ``"mean"``,
+    ``"mean_positive"`` (mean of the voxels > 0; 0 when there are none), ``"max"``, or a number."""
+    if not isinstance(how, str):
+        return float(how)
+    v = x.detach().to(torch.float64)
+    if how == "none":
+        return 1.0
+    if how == "mean":
+        return float(v.mean())
+    if how == "max":
+        return float(v.max())
+    if how == "mean_positive":
+        positive = v[v > 0]
+        return float(positive.mean()) if positive.numel() else 0.0
+    from spectdl.errors import InputError
+
+    raise InputError(f"normalize: expected one of {VOLUME_STATISTICS} or a number, found {how!r}")

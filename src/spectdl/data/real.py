@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from spectdl.data._dataset import SeededDataset
+from spectdl.data._util import VOLUME_STATISTICS, volume_statistic
 from spectdl.data.manifest import OPTIONAL, Case, Manifest, load_manifest, read_image, validate_manifest
 from spectdl.data.transforms.base import Compose, Transform
 from spectdl.data.transforms.crop import RandomCrop
@@ -68,8 +69,12 @@ class ManifestDataset(SeededDataset):
         cache_size: int = 2,
         dtype: torch.dtype = torch.float32,
         record_params: bool = False,
+        normalize: str | None = None,
     ):
         super().__init__(transform, seed, record_params)
+        if normalize is not None and normalize not in VOLUME_STATISTICS[1:]:
+            raise InputError(f"normalize: expected one of {VOLUME_STATISTICS[1:]} or None, found {normalize!r}")
+        self.normalize = normalize
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.cases: list[Case] = self.manifest.split(split)
         if not self.cases:
@@ -142,6 +147,15 @@ class ManifestDataset(SeededDataset):
         for col in dict.fromkeys(list(self.input_columns) + ["target"] + list(self.columns)):
             if col in case.paths:
                 images[col] = read_image(case.paths[col], col)
+        if self.normalize is not None:
+            # Whole-volume divisor of the first input column, applied to it and to the target, as
+            # spectdl.inference applies it at enhancement time (see `normalization`).
+            first = self.input_columns[0]
+            s = volume_statistic(images[first], self.normalize)
+            if not s > 0:
+                raise InputError(f"case {case.case_id}: the {self.normalize} of {first!r} is {s}; cannot normalise")
+            for col in dict.fromkeys([first, "target"]):
+                images[col] = images[col].to(torch.float32) / s
         for col in self.columns:
             if col not in images and col in _MASKS:
                 dtype = torch.int64 if col == "organ_labels" else torch.float32
@@ -154,6 +168,13 @@ class ManifestDataset(SeededDataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def normalization(self) -> dict | None:
+        """The checkpoint metadata that makes :mod:`spectdl.inference` scale inputs as this dataset does."""
+        if self.normalize is None:
+            return None
+        return {"inputs": [self.normalize], "output": 0}
 
     def _typed(self, col: str, t: torch.Tensor) -> torch.Tensor:
         if col == "organ_labels":

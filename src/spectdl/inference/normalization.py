@@ -45,17 +45,10 @@ def _is_number(value) -> bool:
 
 
 def _statistic(channel: torch.Tensor, how: Divisor) -> float:
-    if not isinstance(how, str):
-        return float(how)
-    x = channel.detach().to(torch.float64)
-    if how == "none":
-        return 1.0
-    if how == "mean":
-        return float(x.mean())
-    if how == "max":
-        return float(x.max())
-    positive = x[x > 0]
-    return float(positive.mean()) if positive.numel() else 0.0
+    # One definition for training data and inference, so that both divide by the same number.
+    from spectdl.data._util import volume_statistic
+
+    return volume_statistic(channel, how)
 
 
 @dataclass(frozen=True)
