@@ -100,19 +100,9 @@ def json_bytes(obj: Any) -> bytes:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # Mode 0o666 filtered by the umask, as for any new file (mkstemp would make it private).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from spectdl.io._atomic import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), overwrite=True)
 
 
 VOLUME_STATISTICS = ("none", "mean", "mean_positive", "max")

@@ -10,6 +10,12 @@ from typing import Callable
 from spectdl.errors import InputError
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite: bool = False,
                  suffix: str = "", protected: tuple[Path, ...] = ()) -> Path:
     """Call ``write(tmp_path)`` and rename ``tmp_path`` to ``path``.
@@ -32,6 +38,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        # mkstemp creates 0600 files; give the output the permissions any new file would get.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
