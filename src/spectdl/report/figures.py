@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from spectdl.errors import InputError, require
+from spectdl.io._atomic import _umask
 from spectdl.stats import BlandAltmanResult, RocResult, bland_altman, paired_test
 from spectdl.stats._data import as_vector, column, column_names, is_table
 
@@ -494,6 +495,7 @@ def save_png(fig, path: str | os.PathLike, *, overwrite: bool = False, dpi: int 
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=dpi if dpi is not None else fig.dpi)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are private; a figure is not
         if overwrite:
             os.replace(tmp, out)
         else:
