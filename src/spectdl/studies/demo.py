@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from spectdl.errors import InputError
+from spectdl.data._util import volume_statistic
 from spectdl.geometry import Collimator, Orbit, VoxelGrid
+from spectdl.inference import predict_slices
 from spectdl.losses.builder import build_loss
 from spectdl.metrics.functional import nema_sphere_metrics, psnr, ssim
 from spectdl.models import build
@@ -36,6 +38,10 @@ from spectdl.physics import SpectProjector
 from spectdl.recon import osem
 from spectdl.stats.paired import wilcoxon_test
 from spectdl.studies._io import atomic_write_bytes, atomic_write_text, new_run_dir, write_json
+
+
+# The attenuation channel is divided by water's μ at 140 keV so that both input channels are of order 1.
+_MU_SCALE_PER_CM = 0.15
 
 
 @dataclass
@@ -121,15 +127,10 @@ def _slices(vol: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor, body: torch
 
 def _enhance(model, low: torch.Tensor, mu: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Slice-wise inference on a volume ``[1, 1, X, Y, Z]``; input normalised by its mean."""
-    scale = float(low[low > 0].mean()) if bool((low > 0).any()) else 1.0
-    x = torch.cat([low[0, 0].permute(2, 0, 1).unsqueeze(1) / scale, mu[0, 0].permute(2, 0, 1).unsqueeze(1) / 0.15], 1)
-    outs = []
+    scale = volume_statistic(low, "mean_positive") or 1.0
     model.eval()
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            outs.append(model(x[i : i + batch]))
-    out = torch.cat(outs, 0).clamp_min(0) * scale  # [Z, 1, X, Y]
-    return out[:, 0].permute(1, 2, 0)[None, None]
+    out = predict_slices(model, torch.cat([low[0] / scale, mu[0] / _MU_SCALE_PER_CM], 0), batch_size=batch, axis=2)
+    return out.clamp_min(0)[None] * scale
 
 
 def _start_from_identity(model) -> None:
@@ -163,8 +164,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     for ph, std, low in train_cases:
         body = (ph.labels > 0)
         lesion = (ph.labels >= 3).float()
-        scale = float(low[low > 0].mean())
-        lo, mu, les, keep = _slices(low / scale, ph.mu_per_cm / 0.15, lesion, body)
+        scale = volume_statistic(low, "mean_positive")
+        lo, mu, les, keep = _slices(low / scale, ph.mu_per_cm / _MU_SCALE_PER_CM, lesion, body)
         tg = std[0, 0].permute(2, 0, 1)[keep].unsqueeze(1) / scale
         xs.append(torch.cat([lo, mu], 1))
         ys.append(tg)

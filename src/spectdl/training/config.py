@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
+from spectdl.data._util import read_yaml  # the one strict YAML reader of every spectdl config
 from spectdl.errors import ConfigError, require
 from spectdl.training._typed import Section
 
@@ -319,57 +320,6 @@ class TrainConfig(Section):
                 raise ConfigError("loss.deep_supervision: not supported for task 'gan'; expected null")
         if self.task == "two_stage" and self.two_stage is None:
             object.__setattr__(self, "two_stage", TwoStageConfig())
-
-
-# --------------------------------------------------------------------------------------------------
-# YAML
-
-
-_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-
-
-def _loader_class():
-    yaml = require("yaml", "train")
-
-    class StrictLoader(yaml.SafeLoader):
-        """SafeLoader that reads ``1e-3`` as a float and rejects duplicate keys."""
-
-    # YAML 1.1 demands a dot in floats, so `1e-3` would be a string; accept YAML 1.2's form.
-    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
-
-    def construct_mapping(loader, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if key in seen:
-                mark = key_node.start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first on line {seen[key] + 1})", mark
-                )
-            seen[key] = key_node.start_mark.line
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return StrictLoader
-
-
-def read_yaml(path: Union[str, Path]) -> Any:
-    """The YAML document in ``path``; ConfigError naming the file and line when it does not parse."""
-    yaml = require("yaml", "train")
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    try:
-        return yaml.load(text, Loader=_loader_class())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
 
 
 def load_config(source: Union[str, Path, Mapping[str, Any], TrainConfig]) -> TrainConfig:
