@@ -238,29 +238,82 @@ def _summary_table(summary: dict):
     return t
 
 
+def _click_kind(exc: BaseException) -> str | None:
+    """``"usage"``, ``"exit"`` or ``"abort"`` for click's own exceptions, found by class name.
+
+    typer >= 0.29 ships its own copy of click (``typer._click``) and plain ``click`` may not be
+    installed at all, so the classes cannot be imported by one fixed name.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "ClickException" in names and hasattr(exc, "show"):
+        return "usage"
+    if "Exit" in names and hasattr(exc, "exit_code"):
+        return "exit"
+    if "Abort" in names:
+        return "abort"
+    return None
+
+
+def _save_traceback() -> Path | None:
+    import tempfile
+    import time
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"spectdl-traceback-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+        return Path(name)
+    except OSError:
+        return None
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(code)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: runs the typer app and turns spectdl errors into one red line and exit code 2."""
+    """Entry point: every error ends as one line on stderr and a non-zero exit status.
+
+    spectdl's own errors and operating-system errors (permissions, a file where a folder was
+    expected, ...) exit with 2; click usage errors with click's code (2); an unexpected exception
+    is a bug: one line says so and names the file that holds its traceback (``--verbose`` prints it).
+    """
     try:
         app(args=argv, standalone_mode=False)
     except SpectdlError as exc:
         if _state["verbose"]:
             traceback.print_exc()
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        from rich.markup import escape
+
+        _fail(escape(str(exc)))
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
+    except OSError as exc:
+        if _state["verbose"]:
+            traceback.print_exc()
+        from rich.markup import escape
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        what = f"{exc.strerror or type(exc).__name__}: {exc.filename}" if exc.filename else str(exc)
+        _fail(escape(what))
+    except Exception as exc:
+        kind = _click_kind(exc)
+        if kind == "usage":
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2))
+        if kind == "exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if kind == "abort":
             sys.exit(1)
-        raise
+        if _state["verbose"]:
+            traceback.print_exc()
+            sys.exit(1)
+        saved = _save_traceback()
+        where = f"; traceback saved to {saved}" if saved else ""
+        from rich.markup import escape
+
+        _fail(escape(f"internal error (a bug in spectdl, please report it): {type(exc).__name__}: {exc}{where}"), 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

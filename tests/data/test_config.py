@@ -58,5 +58,27 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_simulation_config(bad)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("orbit:\n  radius: 200\n")
-    with pytest.raises(ConfigError, match=r"unknown.yaml: orbit.radius: unknown key"):
+    with pytest.raises(ConfigError, match=r"unknown.yaml: orbit.radius: unknown key; expected one of \["):
         load_simulation_config(unknown)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty.yaml: the file is empty; expected a mapping of keys"):
+        load_simulation_config(empty)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"counts": {"total": "lots"}},
+            "counts.total: expected a float or a list of 2 values (a float, a float), found 'lots'",
+        ),
+        ({"store": "activity"}, "store: expected a list of strings, found 'activity'"),
+        ({"grid": {"shape": [64, "x"]}}, "grid.shape[1]: expected an integer, found 'x'"),
+        ({"orbit": {"n_angels": 60}}, "orbit.n_angels: unknown key; expected one of ['n_angles', "),
+    ],
+)
+def test_messages_are_those_of_the_typed_config_engine(data, message):
+    with pytest.raises(ConfigError) as err:
+        load_simulation_config(data)
+    assert str(err.value).startswith(message), str(err.value)

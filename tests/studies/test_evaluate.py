@@ -30,16 +30,32 @@ def test_per_case_metrics_match_skimage_and_the_test_is_paired(tmp_path):
     manifest = _cases(tmp_path)
     res = evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "eval")
     df = pd.read_csv(res.metrics_csv)
-    assert len(df) == 6
+    # Long format: 6 cases × 2 methods × 4 metrics, every row naming its convention.
+    assert list(df.columns) == ["case", "method", "metric", "value", "convention"]
+    assert len(df) == 6 * 2 * 4
+    assert set(df["method"]) == {"prediction", "input"}
+    assert set(df["metric"]) == {"psnr", "ssim", "nrmse", "mae"}
+    assert set(df["convention"]) == {"reference_max"}
+    value = df.set_index(["case", "method", "metric"])["value"]
     ref = np.load(tmp_path / "c0_ref.npy").astype(np.float64)
     enh = np.load(tmp_path / "pred" / "c0.npy").astype(np.float64)
+    low = np.load(tmp_path / "c0_low.npy").astype(np.float64)
     peak = ref.max()
-    assert df.loc[0, "psnr_db_prediction"] == pytest.approx(peak_signal_noise_ratio(ref, enh, data_range=peak), rel=1e-6)
+    assert value["c0", "prediction", "psnr"] == pytest.approx(peak_signal_noise_ratio(ref, enh, data_range=peak), rel=1e-6)
+    assert value["c0", "input", "psnr"] == pytest.approx(peak_signal_noise_ratio(ref, low, data_range=peak), rel=1e-6)
     ssim_ref = structural_similarity(ref, enh, data_range=peak, gaussian_weights=True, sigma=1.5,
                                      use_sample_covariance=False)
-    assert df.loc[0, "ssim_prediction"] == pytest.approx(ssim_ref, abs=1e-6)
+    assert value["c0", "prediction", "ssim"] == pytest.approx(ssim_ref, abs=1e-6)
+    assert value["c0", "prediction", "mae"] == pytest.approx(np.abs(enh - ref).mean(), rel=1e-6)
     summary = json.loads(res.summary_json.read_text())
     assert summary["psnr_db_prediction"] > summary["psnr_db_baseline"]
+    # The summary keys the CLI prints are unchanged; the means are those of the long table.
+    for m, name in (("psnr_db", "psnr"), ("ssim", "ssim"), ("nrmse", "nrmse"), ("mae", "mae")):
+        assert {f"{m}_prediction", f"{m}_baseline", f"{m}_wilcoxon"} <= set(summary)
+        rows = df[df["metric"] == name]
+        assert summary[f"{m}_prediction"] == pytest.approx(rows[rows["method"] == "prediction"]["value"].mean())
+        assert summary[f"{m}_baseline"] == pytest.approx(rows[rows["method"] == "input"]["value"].mean())
+    assert res.summary == summary
     # Six cases all favour the prediction: the exact two-sided signed-rank p is 2/2^6.
     assert summary["psnr_db_wilcoxon"]["p_value"] == pytest.approx(2 / 64)
 
@@ -53,3 +69,11 @@ def test_missing_prediction_and_shape_mismatch_are_clear(tmp_path):
     np.save(tmp_path / "pred" / "c1.npy", np.zeros((5, 5), np.float32))
     with pytest.raises(InputError, match=r"case c1: prediction .* shape \(5, 5\)"):
         evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "e2")
+
+
+def test_without_baseline_only_the_prediction_is_scored(tmp_path):
+    manifest = _cases(tmp_path, 3)
+    res = evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "eval", baseline=False)
+    df = pd.read_csv(res.metrics_csv)
+    assert set(df["method"]) == {"prediction"} and len(df) == 3 * 4
+    assert "psnr_db_prediction" in res.summary and "psnr_db_baseline" not in res.summary

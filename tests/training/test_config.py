@@ -93,11 +93,14 @@ def test_duplicate_keys_are_an_error_with_both_lines(tmp_path):
     assert f"{path}:4:" in str(info.value) and "'lr' given twice (first on line 3)" in str(info.value)
 
 
-def test_missing_file_and_non_mapping_document(tmp_path):
+def test_missing_file_empty_file_and_non_mapping_document(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
-    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+    with pytest.raises(ConfigError, match="expected a mapping of keys at the top level, found list"):
         load_config(write(tmp_path, "- 1\n- 2\n"))
+    # An empty file is a mistake to report, not a request for every default.
+    with pytest.raises(ConfigError, match="train.yaml: the file is empty; expected a mapping of keys"):
+        load_config(write(tmp_path, "# nothing yet\n"))
 
 
 def test_direct_construction_is_checked_too():

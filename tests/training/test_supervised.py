@@ -62,3 +62,56 @@ def test_deep_supervision_trains_every_side_output(tmp_path):
     # DeepSupervision with unit weights: the total is the sum of the fused and six side losses.
     assert row["train_loss"] == pytest.approx(row["train_loss.fused"] + sum(sides), rel=1e-5)
     assert "val_psnr" in row
+
+
+def _logged_image_metrics(metrics_cfg, pred, target):
+    from spectdl.training import load_config
+    from spectdl.training.supervised import SupervisedModule
+
+    module = SupervisedModule(load_config(tiny_config(metrics=metrics_cfg)))
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, (value, kw["batch_size"]))
+    module.log_image_metrics(pred, target)
+    return logged
+
+
+@pytest.mark.parametrize("metrics_cfg, convention", [
+    ({}, "reference_range"),
+    ({"convention": "reference_max"}, "reference_max"),
+    ({"convention": "reference_max", "data_range": 2.0}, "data_range=2.0"),
+])
+def test_logged_val_metrics_are_the_scorer_s_image_scores(metrics_cfg, convention):
+    from spectdl.metrics.scoring import image_scores
+
+    g = torch.Generator().manual_seed(3)
+    target = torch.rand(3, 1, 16, 16, generator=g) + 0.2
+    pred = target + 0.1 * torch.randn(3, 1, 16, 16, generator=g)
+    logged = _logged_image_metrics(metrics_cfg, pred, target)
+    ref = image_scores(pred, target, metrics=("psnr", "ssim"), convention=convention)
+    assert set(logged) == {"val_psnr", "val_ssim"}
+    for name in ("psnr", "ssim"):
+        value, batch_size = logged[f"val_{name}"]
+        assert batch_size == 3 and value.dtype == torch.float32
+        assert float(value) == pytest.approx(float(ref[name].mean()), rel=1e-6)
+
+
+def test_val_metrics_skip_small_ssim_and_score_flat_targets_with_unit_range():
+    from spectdl.metrics.scoring import Convention, image_scores
+
+    target = torch.rand(2, 1, 8, 8)
+    target[1] = 0.5  # a blank patch has no max − min
+    pred = target + 0.05
+    logged = _logged_image_metrics({}, pred, target)
+    assert set(logged) == {"val_psnr"}  # 8 px is below SSIM's 11-px window
+    expected = torch.cat([image_scores(pred[:1], target[:1], metrics="psnr", convention="reference_range")["psnr"],
+                          image_scores(pred[1:], target[1:], metrics="psnr", convention=Convention.fixed(1.0))["psnr"]])
+    assert float(logged["val_psnr"][0]) == pytest.approx(float(expected.mean()), rel=1e-6)
+
+
+def test_metrics_convention_must_be_a_known_name():
+    from spectdl.errors import ConfigError
+    from spectdl.training import load_config
+
+    assert load_config(tiny_config()).metrics.convention == "reference_range"
+    with pytest.raises(ConfigError, match=r"metrics.convention: expected one of \['reference_max', 'reference_range'\]"):
+        load_config(tiny_config(metrics={"convention": "skimage"}))

@@ -1,17 +1,17 @@
-"""Small helpers shared by the data modules: seed mixing, single-threaded sections, strict YAML, JSON."""
+"""Small helpers shared by the data modules: seed mixing, single-threaded sections, JSON, volume statistics.
+
+The strict YAML reader of every spectdl config is :func:`spectdl.typed_config.read_yaml`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-
-from spectdl.errors import ConfigError, require
 
 _SEED_BITS = 61
 
@@ -45,51 +45,6 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-# YAML 1.1 demands a dot in floats, so PyYAML reads `1e5` as a string; accept YAML 1.2's form.
-_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-
-
-def _strict_loader():
-    yaml = require("yaml", "train")
-
-    class StrictLoader(yaml.SafeLoader):
-        """SafeLoader that reads ``1e5`` as a float and rejects a key given twice."""
-
-    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
-
-    def construct_mapping(loader, node, deep=False):
-        lines: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if key in lines:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first on line {lines[key] + 1})", key_node.start_mark
-                )
-            lines[key] = key_node.start_mark.line
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return StrictLoader
-
-
-def read_yaml(path: str | Path, error=ConfigError) -> Any:
-    """The YAML document in ``path``; ``error`` (ConfigError by default) names the file and line."""
-    yaml = require("yaml", "train")
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    try:
-        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise error(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def json_bytes(obj: Any) -> bytes:

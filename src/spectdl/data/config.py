@@ -29,27 +29,24 @@ list-mode acquisition are. ``orbit.radius_mm: null`` puts the detector on the ci
 the grid. For ``wholebody_planar`` there is no projector: the anterior and posterior views are the
 two channels of ``expected``, and ``orbit``, ``collimator`` and ``attenuation`` are not used.
 
-Unknown keys and values of the wrong type raise :class:`~spectdl.errors.ConfigError` naming the
-key by its dotted path (``counts.total: expected a float or a list of 2 values, found 'many'``).
+The sections are :class:`spectdl.typed_config.Section` dataclasses: unknown keys and values of the
+wrong type raise :class:`~spectdl.errors.ConfigError` naming the key by its dotted path
+(``counts.total: expected a float or a list of 2 values (a float, a float), found 'many'``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
-import numbers
+import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
 import torch
 
 from spectdl.errors import ConfigError, SpectdlError
-from spectdl.data._util import read_yaml
+from spectdl.typed_config import Section, load_section
 
 __all__ = [
     "CountsConfig",
@@ -67,150 +64,12 @@ PHANTOMS: dict[str, tuple[str, str, int]] = {
     "nema_iec": ("nema_iec", "volume", 3),
     "cardiac": ("cardiac", "volume", 3),
     "wholebody_planar": ("wholebody_planar", "planar", 2),
+    "bone_torso": ("bone_torso", "volume", 3),
 }
-VOLUME_KEYS = ("activity", "mu_per_cm", "labels", "expected", "counts")
+VOLUME_KEYS = ("activity", "mu_per_cm", "ct_hu", "labels", "expected", "counts")
 PLANAR_KEYS = ("expected", "labels", "lesion_mask", "counts")
 _RESERVED_KWARGS = ("grid", "batch_size", "seed", "generator", "device", "dtype")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-
-# ------------------------------------------------------------------------------------------------
-# Checking values against annotations
-
-
-def _describe(hint) -> str:
-    origin = typing.get_origin(hint)
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", type(None): "null"}
-    if hint in names:
-        return names[hint]
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of values ({_describe(args[0])} each)"
-        return f"a list of {len(args)} values"
-    if origin is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(hint):
-        return f"a mapping (section {hint.__name__})"
-    return str(hint)
-
-
-def _convert(value: Any, hint, path: str) -> Any:
-    """``value`` checked against ``hint`` and normalised (int -> float, list -> tuple)."""
-    fail = ConfigError(f"{path}: expected {_describe(hint)}, found {value!r}")
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise fail
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except ConfigError:
-                continue
-        raise fail
-    if origin is Literal:
-        if any(type(value) is type(c) and value == c for c in typing.get_args(hint)):
-            return value
-        raise fail
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise fail
-    if hint is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        raise fail
-    if hint is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
-        raise fail
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise fail
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise fail
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise fail
-        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise fail
-        _, value_hint = typing.get_args(hint)
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(f"{path}: keys must be strings, found {k!r}")
-            out[k] = _convert(v, value_hint, f"{path}.{k}")
-        return out
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if isinstance(value, Mapping):
-            return _from_mapping(hint, value, path)
-        raise fail
-    raise TypeError(f"{path}: unsupported annotation {hint!r}")  # a bug in a schema below
-
-
-def _from_mapping(cls, data: Mapping[str, Any], path: str = ""):
-    prefix = f"{path}." if path else ""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or 'config'}: expected {_describe(cls)}, found {data!r}")
-    known = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{prefix}{key}: unknown key; expected one of {known}")
-    try:
-        return cls(**dict(data))
-    except ConfigError as exc:
-        raise ConfigError(f"{prefix}{exc}") from None
-
-
-class _Checked:
-    """Dataclass mixin: fields are checked against their annotations on construction."""
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            object.__setattr__(self, f.name, _convert(getattr(self, f.name), hints[f.name], f.name))
-        self._check()
-
-    def _check(self) -> None:
-        """Checks across fields; messages start with the field name."""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]):
-        """Build from a mapping; unknown keys and wrong types raise ConfigError naming the key."""
-        return _from_mapping(cls, data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists), ready for YAML or JSON."""
-        return _plain(self)
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _finite_positive(name: str, value: float) -> None:
@@ -223,7 +82,7 @@ def _finite_positive(name: str, value: float) -> None:
 
 
 @dataclass(frozen=True)
-class GridConfig(_Checked):
+class GridConfig(Section):
     """The voxel grid: ``shape`` (2 or 3 ints) and one voxel size in mm."""
 
     shape: tuple[int, ...] = (128, 128)
@@ -236,7 +95,7 @@ class GridConfig(_Checked):
 
 
 @dataclass(frozen=True)
-class OrbitConfig(_Checked):
+class OrbitConfig(Section):
     """A circular orbit (see :meth:`spectdl.geometry.Orbit.circular`)."""
 
     n_angles: int = 120
@@ -255,11 +114,18 @@ class OrbitConfig(_Checked):
 
 
 @dataclass(frozen=True)
-class CountsConfig(_Checked):
-    """Count level: ``total`` expected counts of the full acquisition, and the thinned ``levels``."""
+class CountsConfig(Section):
+    """Count level: ``total`` expected counts of the full acquisition, and the other ``levels``.
+
+    A level ``name: f`` is the full acquisition binomially thinned to ``f`` (the same scan, shorter:
+    its counts are a subset of the full scan's), unless ``name`` is listed in ``independent``: then
+    it is a separate Poisson acquisition at ``f`` times the expected counts (a second, shorter scan,
+    as the bone SPECT paper acquired it).
+    """
 
     total: Union[float, tuple[float, float]] = 5.0e5
     levels: dict[str, float] = field(default_factory=lambda: {"full": 1.0})
+    independent: tuple[str, ...] = ()
 
     def _check(self) -> None:
         pair = self.total if isinstance(self.total, tuple) else (self.total, self.total)
@@ -274,6 +140,9 @@ class CountsConfig(_Checked):
                 raise ConfigError(f"levels.{name}: a level name must be letters, digits and '_', starting with a letter")
             if not (math.isfinite(f) and 0 < f <= 1):
                 raise ConfigError(f"levels.{name}: expected a fraction in (0, 1], found {f!r}")
+        for i, name in enumerate(self.independent):
+            if name not in self.levels:
+                raise ConfigError(f"independent[{i}]: {name!r} is not a level; expected one of {sorted(self.levels)}")
 
     @property
     def total_range(self) -> tuple[float, float]:
@@ -281,11 +150,17 @@ class CountsConfig(_Checked):
 
 
 @dataclass(frozen=True)
-class ReconConfig(_Checked):
-    """OSEM of every count level with the projector used to simulate it (attenuation, collimator)."""
+class ReconConfig(Section):
+    """OSEM of every count level with the projector used to simulate it (attenuation, collimator).
+
+    ``calibrate``: divide each image by the sample's ``scale · f`` (expected counts per unit of
+    activity, times the level's time fraction), so that every level is in the phantom's activity
+    units, as a calibrated scanner reports Bq/ml whatever the acquisition time.
+    """
 
     iterations: int = 4
     subsets: int = 10
+    calibrate: bool = False
 
     def _check(self) -> None:
         if self.iterations < 1:
@@ -295,7 +170,7 @@ class ReconConfig(_Checked):
 
 
 @dataclass(frozen=True)
-class SimulationConfig(_Checked):
+class SimulationConfig(Section):
     """Everything :func:`spectdl.data.simulate` needs (see the module docstring for the layout)."""
 
     phantom: Literal["brain2d", "nema_iec", "cardiac", "wholebody_planar"] = "brain2d"
@@ -404,23 +279,10 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def load_simulation_config(source: Union[str, Path, Mapping[str, Any], SimulationConfig]) -> SimulationConfig:
+def load_simulation_config(source: Union[str, os.PathLike, Mapping[str, Any], SimulationConfig]) -> SimulationConfig:
     """A validated :class:`SimulationConfig` from a YAML file, a mapping, or a config (returned as is).
 
-    Errors are :class:`ConfigError` naming the file (for files) and the dotted key.
+    Errors are :class:`ConfigError` naming the file (for files) and the dotted key; an empty file
+    is an error, not the defaults (see :func:`spectdl.typed_config.load_section`).
     """
-    if isinstance(source, SimulationConfig):
-        return source
-    if isinstance(source, Mapping):
-        return SimulationConfig.from_dict(source)
-    if isinstance(source, (str, Path)):
-        data = read_yaml(source)
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: expected a mapping of keys at the top level, found {type(data).__name__}")
-        try:
-            return SimulationConfig.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    raise ConfigError(f"config: expected a YAML path, a mapping or a SimulationConfig, found {type(source).__name__}")
+    return load_section(SimulationConfig, source, what="simulation config")

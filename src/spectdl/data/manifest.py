@@ -37,8 +37,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from spectdl.data._util import read_yaml
 from spectdl.errors import InputError, SpectdlError, require
+from spectdl.typed_config import read_yaml
 
 __all__ = ["Case", "Manifest", "image_shape", "load_manifest", "read_image", "validate_manifest"]
 

@@ -49,7 +49,8 @@ from spectdl.data.shards import ShardWriter, file_sha256, open_shard, remove_sta
 from spectdl.errors import InputError, SpectdlError
 from spectdl.noise import poisson, thin
 
-__all__ = ["SimulationResult", "load_manifest_json", "read_sample", "regenerate", "simulate", "verify_shards"]
+__all__ = ["SimulationResult", "load_manifest_json", "read_sample", "reconstruct_simulation", "regenerate", "simulate",
+           "verify_shards"]
 
 MANIFEST_FORMAT = "spectdl-simulation"
 MANIFEST_VERSION = 1
@@ -182,6 +183,10 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
             arrays["activity"] = ph.activity
         if "mu_per_cm" in store:
             arrays["mu_per_cm"] = ph.mu_per_cm
+    if "ct_hu" in store:
+        if getattr(ph, "ct_hu", None) is None:
+            raise SpectdlError(f"store: phantom {config.phantom!r} returned no CT image; remove 'ct_hu' from store")
+        arrays["ct_hu"] = ph.ct_hu
     if "labels" in store:
         if ph.labels is None:
             raise SpectdlError(f"store: phantom {config.phantom!r} returned no labels; remove 'labels' from store")
@@ -192,6 +197,7 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
     lo, hi = config.counts.total_range
     # Sorted by name: a config read back from the (key-sorted) manifest draws the same noise.
     levels = sorted(config.counts.levels.items())
+    independent = set(getattr(config.counts, "independent", ()) or ())
     noisy: dict[str, list[torch.Tensor]] = {name: [] for name, _ in levels}
     expected, records = [], []
     sums = clean.reshape(count, -1).sum(1).to(torch.float64)
@@ -207,23 +213,43 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         ybar = clean[b] * scale
         full = poisson(ybar, g)
         for name, f in levels:
-            noisy[name].append(full if f == 1.0 else thin(full, f, g))
+            if name in independent:
+                # A second, shorter acquisition: its own Poisson draw at f·ȳ, not a subset of the first.
+                noisy[name].append(poisson(ybar * f, g))
+            else:
+                noisy[name].append(full if f == 1.0 else thin(full, f, g))
         expected.append(ybar)
         records.append(dict(index=index, shard=shard, batch=batch, phantom_seed=base_seed + b,
                             noise_seed=noise_seed, total_counts=total, scale=scale))
     if "expected" in store:
         arrays["expected"] = torch.stack(expected)
-    for name, _ in levels:
+    for name, f in levels:
         counts = torch.stack(noisy[name])
         if "counts" in store:
             arrays[f"counts_{name}"] = counts
         if config.recon is not None:
-            from spectdl.recon import osem
-
-            arrays[f"recon_{name}"] = osem(counts, proj, config.recon.iterations, config.recon.subsets)
+            scales = torch.tensor([r["scale"] for r in records], dtype=torch.float64)
+            arrays[f"recon_{name}"] = reconstruct_batch(config, proj, counts, f, scales)
     if proj is not None:
         proj.set_mu_map(None)  # drop the batch's attenuation factors
     return {"arrays": arrays, "records": records, "params": _per_sample_params(ph.info, count)}
+
+
+def reconstruct_batch(config: SimulationConfig, proj, counts: torch.Tensor, fraction: float,
+                      scales: torch.Tensor) -> torch.Tensor:
+    """OSEM of a batch of counts ``[B, 1, ...]`` with the projector that simulated them.
+
+    With ``recon.calibrate`` the image is divided by ``scale · f`` (the sample's counts per unit of
+    activity times the level's time fraction), so every level is in the phantom's activity units,
+    as a dose calibrator and the acquisition time put a real scan in Bq/ml.
+    """
+    from spectdl.recon import osem
+
+    rec = osem(counts, proj, config.recon.iterations, config.recon.subsets)
+    if getattr(config.recon, "calibrate", False):
+        k = (scales * fraction).to(rec.dtype).reshape((-1,) + (1,) * (rec.dim() - 1))
+        rec = rec / k.to(rec.device)
+    return rec
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,7 +326,7 @@ def _sample_shapes(config: SimulationConfig) -> dict[str, tuple[list[int], str]]
         grid = ph.grid.shape
         image = [1] + list(grid)
         proj_shape = [1, config.orbit.n_angles, grid[0]] + ([grid[2]] if len(grid) == 3 else [])
-        for key in ("activity", "mu_per_cm"):
+        for key in ("activity", "mu_per_cm", "ct_hu"):
             if key in config.store:
                 out[key] = (image, dt)
     if "labels" in config.store:
@@ -377,27 +403,8 @@ def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = 
     if torch.device(cfg.device).type != "cpu":
         workers = 1
     start = time.perf_counter()
-    results: list[tuple[dict[str, Any], list[dict[str, Any]]] | None] = [None] * len(layout)
-    with _progress_bar(progress, cfg.n_samples) as advance:
-        if workers == 1:
-            for s in range(len(layout)):
-                results[s] = make_shard(cfg, out_dir, s, on_batch=advance)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-                futures = {pool.submit(_worker_shard, cfg.to_dict(), str(out_dir), s): s for s in range(len(layout))}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for fut in done:
-                        exc = fut.exception()
-                        if exc is not None:
-                            for other in pending:
-                                other.cancel()
-                            raise exc
-                        s = futures[fut]
-                        results[s] = fut.result()
-                        advance(layout[s][1])
+    results = _map_shards(make_shard, _worker_shard, (cfg.to_dict(), str(out_dir)), cfg, out_dir, layout,
+                          workers, progress, "simulating")
     manifest = _manifest(cfg, shapes, results)
     manifest_path = out_dir / MANIFEST_NAME
     atomic_write_bytes(manifest_path, json_bytes(manifest))
@@ -407,18 +414,145 @@ def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = 
                             time.perf_counter() - start, workers)
 
 
+def _map_shards(make: Callable, worker: Callable, worker_args: tuple, cfg: SimulationConfig, out_dir: Path,
+                layout: list[tuple[int, int]], workers: int, progress: bool, label: str) -> list:
+    """``make(cfg, out_dir, shard, on_batch)`` for every shard, here or in ``workers`` spawned processes
+    (``worker(*worker_args, shard)``); the first failure cancels the rest and is raised."""
+    results: list = [None] * len(layout)
+    with _progress_bar(progress, cfg.n_samples, label) as advance:
+        if workers == 1:
+            for s in range(len(layout)):
+                results[s] = make(cfg, out_dir, s, on_batch=advance)
+            return results
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(worker, *worker_args, s): s for s in range(len(layout))}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    exc = fut.exception()
+                    if exc is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise exc
+                    s = futures[fut]
+                    results[s] = fut.result()
+                    advance(layout[s][1])
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Reconstruction of an existing simulation
+
+
+def _reconstruct_shard(config: SimulationConfig, out_dir: Path, shard: int, source_dir: Path,
+                       on_batch: Callable[[int], None] | None = None):
+    """Shard ``shard`` of ``source_dir`` with ``recon_<level>`` added, batch by batch as
+    :func:`simulate_batch` would have made it (same batches, same projector, same OSEM)."""
+    first, count = shard_layout(config)[shard]
+    path = Path(out_dir) / shard_name(shard)
+    device = torch.device(config.device)
+    levels = sorted(config.counts.levels.items())
+    attrs = dict(shard=shard, first_index=first, n_samples=count, phantom=config.phantom, seed=config.seed)
+    with single_thread(), torch.no_grad(), open_shard(source_dir / shard_name(shard)) as src, \
+            ShardWriter(path, count, config.compression, attrs) as writer:
+        keys = [k for k in _h5_keys(src)]
+        grid = config.voxel_grid()
+        for row, n in batch_layout(config, count):
+            block = {k: np.asarray(src[k][row:row + n]) for k in keys}
+            if grid is None:
+                grid = _render(config, 1, 0, torch.device("cpu")).grid
+            proj = _projector(config, grid, device)
+            mu = torch.from_numpy(block["mu_per_cm"]).to(device) if config.attenuation else None
+            proj.set_mu_map(mu)
+            scales = torch.from_numpy(block["scale"]).to(torch.float64)
+            for name, f in levels:
+                counts = torch.from_numpy(block[f"counts_{name}"]).to(device)
+                block[f"recon_{name}"] = _numpy(reconstruct_batch(config, proj, counts, f, scales))
+            proj.set_mu_map(None)
+            writer.write(row, block)
+            if on_batch is not None:
+                on_batch(n)
+        sha = writer.commit()
+    return dict(file=path.name, first=first, count=count, sha256=sha, bytes=path.stat().st_size), None
+
+
+def _h5_keys(f) -> list[str]:
+    out: list[str] = []
+    f.visititems(lambda name, obj: out.append(name) if hasattr(obj, "shape") else None)
+    return out
+
+
+def _worker_reconstruct(config_dict: dict[str, Any], out_dir: str, source_dir: str, shard: int):
+    return _reconstruct_shard(SimulationConfig.from_dict(config_dict), Path(out_dir), shard, Path(source_dir))
+
+
+def reconstruct_simulation(source: str | Path, out_dir: str | Path, recon, *, workers: int = 2,
+                           progress: bool = True, overwrite: bool = False) -> SimulationResult:
+    """A copy of the simulation ``source`` with the OSEM reconstruction of every count level added.
+
+    The result is exactly what :func:`simulate` writes for the source's config with ``recon`` set
+    (same shards, same bytes for the stored keys, and ``recon_<level>`` from the same batches), so
+    :func:`regenerate` and :class:`~spectdl.data.SimulatedDataset` read it like any simulation.
+    This is the reconstruction stage of the studies: projections are simulated once and the
+    (much slower) OSEM runs in its own resumable step.
+
+    Args:
+        source: a simulation folder (or its manifest) that stores ``counts`` and, with attenuation,
+            ``mu_per_cm``.
+        out_dir: the new folder; must differ from ``source`` and not lie inside it.
+        recon: a :class:`~spectdl.data.config.ReconConfig` or its mapping.
+    """
+    manifest = load_manifest_json(source)
+    src_dir = Path(manifest["_path"]).parent
+    out_dir = Path(out_dir)
+    if out_dir.resolve() == src_dir.resolve() or src_dir.resolve() in out_dir.resolve().parents:
+        raise InputError(f"out_dir: {out_dir} is, or lies inside, the source simulation {src_dir}; choose another folder")
+    recon_dict = recon.to_dict() if hasattr(recon, "to_dict") else dict(recon)
+    cfg = SimulationConfig.from_dict(dict(manifest["config"], recon=recon_dict))
+    if cfg.kind == "planar":
+        raise InputError(f"source: {src_dir} holds planar images; there is nothing to reconstruct")
+    missing = [k for k in [f"counts_{n}" for n in cfg.counts.levels] + (["mu_per_cm"] if cfg.attenuation else [])
+               if k not in manifest["keys"]]
+    if missing:
+        raise InputError(f"source: {src_dir} does not store {missing}; simulate with store including counts and mu_per_cm")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers: expected a positive integer, found {workers!r}")
+    _check_out_dir(out_dir, overwrite)
+    layout = shard_layout(cfg)
+    workers = 1 if torch.device(cfg.device).type != "cpu" else min(workers, len(layout))
+    start = time.perf_counter()
+    results = _map_shards(lambda c, o, s, on_batch=None: _reconstruct_shard(c, o, s, src_dir, on_batch),
+                          _worker_reconstruct, (cfg.to_dict(), str(out_dir), str(src_dir)), cfg, out_dir,
+                          layout, workers, progress, "reconstructing")
+    shapes = {k: (v["shape"], v["dtype"]) for k, v in manifest["keys"].items()}
+    image = shapes.get("activity", shapes.get("mu_per_cm"))
+    for name in cfg.counts.levels:
+        shapes[f"recon_{name}"] = (list(image[0]), cfg.dtype)
+    new = {k: v for k, v in manifest.items() if k != "_path"}
+    new["config"] = cfg.to_dict()
+    new["keys"] = {k: {"shape": s, "dtype": d} for k, (s, d) in shapes.items()}
+    new["shards"] = [entry for entry, _ in results]
+    manifest_path = out_dir / MANIFEST_NAME
+    atomic_write_bytes(manifest_path, json_bytes(new))
+    shards = tuple(out_dir / entry["file"] for entry in new["shards"])
+    total = sum(p.stat().st_size for p in shards) + manifest_path.stat().st_size
+    return SimulationResult(out_dir, manifest_path, cfg.n_samples, shards, total, time.perf_counter() - start, workers)
+
+
 class _progress_bar:
     """Context manager yielding ``advance(n)``; a no-op without ``progress``."""
 
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self._bar = enabled, total, None
+    def __init__(self, enabled: bool, total: int, label: str = "simulating"):
+        self.enabled, self.total, self._bar, self.label = enabled, total, None, label
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         self._bar.__enter__()
         task = self._bar.add_task("simulate", total=self.total)
         return lambda n: self._bar.advance(task, n)
@@ -534,3 +668,24 @@ def verify_shards(source: str | Path) -> list[str]:
             bad.append(entry["file"])
     return bad
 
+
+
+def sample_phantom(source: str | Path, index: int):
+    """The phantom of sample ``index`` re-rendered from its recorded seed (with its full ``info``:
+    sphere centres, lesion lists, ... that the manifest keeps only as scalars)."""
+    manifest = load_manifest_json(source)
+    record = _sample_record(manifest, index)
+    cfg = SimulationConfig.from_dict(manifest["config"])
+    with torch.no_grad():
+        return _render(cfg, 1, int(record["phantom_seed"]), torch.device("cpu"))
+
+
+def simulation_projector(source: str | Path, mu_per_cm: torch.Tensor | None = None, device: str = "cpu"):
+    """The projector a simulation used (its grid, orbit and collimator), with ``mu_per_cm`` set
+    (``[B, 1, *grid]``; ``None``: no attenuation). For forward projecting images of its samples."""
+    manifest = load_manifest_json(source)
+    cfg = SimulationConfig.from_dict(manifest["config"])
+    grid = cfg.voxel_grid() or _render(cfg, 1, 0, torch.device("cpu")).grid
+    proj = _projector(cfg, grid, torch.device(device))
+    proj.set_mu_map(mu_per_cm if cfg.attenuation else None)
+    return proj

@@ -3,7 +3,7 @@
 * :mod:`~spectdl.inference.sliding`: :func:`predict_slices` (2-D networks, slice by slice) and
   :func:`predict_sliding_window` (3-D networks, overlapping windows with Gaussian or constant
   blending), batched, on any device.
-* :mod:`~spectdl.inference.normalization`: the intensity scaling a checkpoint records.
+* :mod:`~spectdl.data.normalization`: the intensity scaling a checkpoint records.
 * :mod:`~spectdl.inference.enhance`: :func:`enhance_volume` (arrays) and :func:`enhance_file`
   (NIfTI or DICOM in, the same format out, geometry kept, written atomically).
 
@@ -20,7 +20,7 @@ from spectdl.inference.enhance import (
     read_image,
     spatial_dims_of,
 )
-from spectdl.inference.normalization import STATISTICS, Normalization
+from spectdl.data.normalization import STATISTICS, Normalization
 from spectdl.inference.sliding import blend_weights, predict_slices, predict_sliding_window, window_starts
 
 __all__ = [

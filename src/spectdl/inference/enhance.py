@@ -10,7 +10,7 @@ What a checkpoint must say (its ``spectdl`` metadata, see :mod:`spectdl.training
   Absent: not checked.
 * ``in_channels``: the input volume plus ``extra_inputs`` (e.g. an attenuation map on the same grid)
   must give exactly this many channels. Absent: taken from the network.
-* ``normalization`` (optional): see :mod:`spectdl.inference.normalization`.
+* ``normalization`` (optional): see :mod:`spectdl.data.normalization`.
 * ``spatial_dims`` (optional, else the model's ``spatial_dims`` or its first convolution): 2 runs
   the network slice by slice (across ``inference.slice_axis``, default 2 = axial slices), 3 by
   overlapping windows of ``inference.roi_size`` (default ``min(size, 96)`` voxels per axis).
@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from spectdl.errors import InputError
-from spectdl.inference.normalization import Normalization
+from spectdl.data.normalization import Normalization
 from spectdl.inference.sliding import BLENDS, predict_slices, predict_sliding_window
 
 __all__ = [

@@ -130,6 +130,10 @@ class U2Net(nn.Module):
         out_channels: output channels.
         spatial_dims: 2 (the paper's) or 3 (3^3 kernels; about three times the parameters).
         long_skip: add input channel 0 to the outputs.
+        zero_init_outputs: start the side and fusion convolutions at zero, so that with
+            ``long_skip`` the untrained network returns its input channel 0 unchanged. A short
+            training run then learns a correction of the low-count image instead of first undoing a
+            random initial output (the bone SPECT study's start).
 
     Shapes: ``x [B, in, *S] -> y [B, out, *S]``; any ``S`` (upsampling matches each skip exactly).
     ``forward(x, return_sides=True)`` returns ``(y, [s_1, ..., s_6])``, each ``[B, out, *S]``,
@@ -141,7 +145,8 @@ class U2Net(nn.Module):
     _decoder_config = _U2NET_DECODER
 
     def __init__(
-        self, in_channels: int = 2, out_channels: int = 1, spatial_dims: int = 2, long_skip: bool = True
+        self, in_channels: int = 2, out_channels: int = 1, spatial_dims: int = 2, long_skip: bool = True,
+        zero_init_outputs: bool = False,
     ):
         super().__init__()
         owner = type(self).__name__
@@ -167,6 +172,11 @@ class U2Net(nn.Module):
         self.sides = nn.ModuleList([conv(sd)(c, out_channels, 3, padding=1) for c in side_channels])
         self.fuse = conv(sd)(len(side_channels) * out_channels, out_channels, 1)
         self.pool = max_pool(sd)(2, stride=2, ceil_mode=True)
+        if zero_init_outputs:
+            for layer in [*self.sides, self.fuse]:
+                nn.init.zeros_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, return_sides: bool = False):
         check_input(x, self.in_channels, self.spatial_dims, type(self).__name__)

@@ -2,10 +2,15 @@
 
 For every case of a manifest split, the prediction (a file or DICOM folder named after the case id
 in a predictions folder, as ``spectdl enhance`` writes them) and the case's unprocessed ``input``
-are compared with its ``target``: PSNR (peak = reference maximum, the bone SPECT convention), SSIM (data
-range = reference maximum), NRMSE (Euclidean) and MAE; inside the lesion mask too when the
-manifest has one. ``metrics.csv`` holds one row per case, ``summary.json`` the means and the
-paired Wilcoxon tests of prediction against input.
+are compared with its ``target`` by :func:`spectdl.metrics.scoring.score_cases` in the
+``reference_max`` convention (the bone SPECT paper's): PSNR in dB with peak = reference maximum,
+SSIM with data range = reference maximum, NRMSE (Euclidean) and MAE (image units).
+
+``metrics.csv`` is long format, one row per case, method and metric: columns ``case, method,
+metric, value, convention``, with method ``prediction`` or ``input`` (the baseline) and metric
+``psnr``, ``ssim``, ``nrmse`` or ``mae``. ``summary.json`` holds the means and the paired Wilcoxon
+tests of prediction against input, keyed ``<m>_prediction``, ``<m>_baseline`` and ``<m>_wilcoxon``
+for ``<m>`` in :data:`METRICS`.
 """
 
 from __future__ import annotations
@@ -14,15 +19,19 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from spectdl.data import load_manifest, read_image
 from spectdl.errors import InputError
-from spectdl.metrics.functional import mae, nrmse, psnr, ssim
+from spectdl.metrics.scoring import score_cases
 from spectdl.stats.paired import wilcoxon_test
 from spectdl.studies._io import atomic_write_text, write_json
 
+#: The summary's metric names (``<m>_prediction`` ...), which the CLI prints.
 METRICS = ("psnr_db", "ssim", "nrmse", "mae")
+#: The name of each in metrics.csv (:func:`spectdl.metrics.scoring.score_cases`).
+SCORE_NAMES = {"psnr_db": "psnr", "ssim": "ssim", "nrmse": "nrmse", "mae": "mae"}
+CONVENTION = "reference_max"
+#: metrics.csv's method of each scored image, and the summary's suffix for it.
+METHODS = {"prediction": "prediction", "input": "baseline"}
 
 
 @dataclass
@@ -30,19 +39,6 @@ class EvaluationResult:
     metrics_csv: Path
     summary_json: Path
     summary: dict
-
-
-def _scores(img: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
-    peak = float(ref.max())
-    if not peak > 0:
-        raise InputError("reference: its maximum is not positive; PSNR and SSIM need a positive peak")
-    a, b = img[None, None].double(), ref[None, None].double()
-    return {
-        "psnr_db": float(psnr(a, b, data_range=peak)),
-        "ssim": float(ssim(a, b, data_range=peak)),
-        "nrmse": float(nrmse(a, b)),
-        "mae": float(mae(a, b)),
-    }
 
 
 def _prediction_path(folder: Path, case_id: str) -> Path:
@@ -82,34 +78,37 @@ def evaluate_manifest(
                 for col in ("target", *(["input"] if baseline else [])) if col not in c.paths]
     if problems:
         raise InputError(f"{manifest.path}: " + "; ".join(problems))
-    rows = []
+    rows: list[dict] = []
     for case in cases:
         ref = read_image(case.paths["target"], "target")
-        row: dict[str, object] = {"case": case.case_id}
-        sources = [("prediction", paths[case.case_id])] + ([("baseline", case.paths["input"])] if baseline else [])
-        for name, path in sources:
+        sources = [("prediction", paths[case.case_id])] + ([("input", case.paths["input"])] if baseline else [])
+        for method, path in sources:
             img = read_image(path, "input")
             if img.shape != ref.shape:
                 raise InputError(
-                    f"case {case.case_id}: {name} {path} has shape {tuple(img.shape)}; expected the "
+                    f"case {case.case_id}: {method} {path} has shape {tuple(img.shape)}; expected the "
                     f"target's {tuple(ref.shape)}"
                 )
-            for k, v in _scores(img, ref).items():
-                row[f"{k}_{name}"] = v
-        rows.append(row)
-    df = pd.DataFrame(rows)
+            # One case at a time: volumes of a whole test split need not fit in memory together.
+            rows += score_cases({case.case_id: img}, {case.case_id: ref}, metrics=tuple(SCORE_NAMES.values()),
+                                convention=CONVENTION, method=method)
+    df = pd.DataFrame(rows, columns=["case", "method", "metric", "value", "convention"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "metrics.csv"
     atomic_write_text(csv, df.to_csv(index=False))
+    # Wide: one row per case, one column per (metric, method), for the means and the paired tests.
+    wide = df.pivot(index="case", columns=["metric", "method"], values="value")
     summary: dict[str, object] = {"manifest": str(manifest.path), "predictions": str(folder), "split": split,
-                                  "n_cases": len(df)}
+                                  "n_cases": len(wide)}
     for m in METRICS:
-        summary[f"{m}_prediction"] = float(df[f"{m}_prediction"].mean())
+        columns = {suffix: wide[(SCORE_NAMES[m], method)] for method, suffix in METHODS.items()
+                   if (SCORE_NAMES[m], method) in wide.columns}
+        summary[f"{m}_prediction"] = float(columns["prediction"].mean())
         if baseline:
-            summary[f"{m}_baseline"] = float(df[f"{m}_baseline"].mean())
+            summary[f"{m}_baseline"] = float(columns["baseline"].mean())
             try:
-                r = wilcoxon_test(df, a=f"{m}_prediction", b=f"{m}_baseline")
+                r = wilcoxon_test(pd.DataFrame(columns), a="prediction", b="baseline")
                 summary[f"{m}_wilcoxon"] = {"statistic": r.statistic, "p_value": r.p_value,
                                             "effect_size": r.effect_size, "estimate": r.estimate, "n": r.n}
             except InputError as exc:

@@ -170,25 +170,41 @@ class SpectdlModule(L.LightningModule):
                 self.log(f"{stage}_{name}.{key}", value.detach(), on_step=False, on_epoch=True,
                          batch_size=batch_size, sync_dist=True)
 
+    def metrics_convention(self):
+        """The :class:`~spectdl.metrics.scoring.Convention` of the validation metrics:
+        ``Convention.fixed(metrics.data_range)`` when it is set, else ``metrics.convention``."""
+        from spectdl.metrics.scoring import Convention, convention
+
+        cfg = self.config.metrics
+        return Convention.fixed(cfg.data_range) if cfg.data_range is not None else convention(cfg.convention)
+
     def log_image_metrics(self, pred: torch.Tensor, target: torch.Tensor, stage: str = "val") -> None:
-        """Mean per-image PSNR and SSIM (:mod:`spectdl.metrics.functional`) of ``pred`` against ``target``.
+        """``<stage>_psnr`` (dB) and ``<stage>_ssim``: means over the batch of the per-image values of
+        :func:`spectdl.metrics.scoring.image_scores` for ``pred`` and ``target`` ``[B, C, *spatial]``,
+        in the convention of :meth:`metrics_convention` (by default ``reference_range``: peak and
+        SSIM data range = ``max − min`` of each target image).
 
-        The data range is ``metrics.data_range`` or, when null, ``max − min`` of each target image
-        (1 for a constant image). SSIM needs every spatial size >= 11 (its window); smaller images
-        get PSNR only.
+        SSIM needs every spatial size >= 11 (its window); smaller images get PSNR only. A target
+        whose peak is not positive under the convention (a flat patch, for ``reference_range``) is
+        scored with ``Convention.fixed(1.0)``.
         """
-        from spectdl.metrics.functional import psnr, ssim
+        from spectdl.metrics.scoring import Convention, image_scores, reference_peaks
 
-        pred, target = pred.detach().float(), target.detach().float()
+        conv = self.metrics_convention()
+        metrics = ("psnr", "ssim") if self.config.metrics.ssim else ("psnr",)
+        pred, target = pred.detach(), target.detach()
+        peaks = reference_peaks(target, conv)
+        # Validation must not stop on one blank patch, which has no range to scale a PSNR by.
+        flat = ((peaks["psnr"] <= 0) | (peaks["ssim"] <= 0)).to(target.device)
+        parts = [(pred, target, conv)] if not bool(flat.any()) else [
+            (pred[~flat], target[~flat], conv), (pred[flat], target[flat], Convention.fixed(1.0))]
+        scores: dict[str, list[torch.Tensor]] = {}
+        for p, t, c in parts:
+            if t.shape[0] == 0:
+                continue
+            for name, values in image_scores(p, t, metrics=metrics, convention=c, skip_small=True).items():
+                scores.setdefault(name, []).append(values)
         b = target.shape[0]
-        if self.config.metrics.data_range is not None:
-            data_range = torch.full((b,), self.config.metrics.data_range, device=target.device)
-        else:
-            flat = target.reshape(b, -1)
-            data_range = flat.amax(1) - flat.amin(1)
-            data_range = torch.where(data_range > 0, data_range, torch.ones_like(data_range))
-        values = psnr(pred, target, data_range=data_range, reduction="none")
-        self.log(f"{stage}_psnr", values.mean(), on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
-        if self.config.metrics.ssim and min(target.shape[2:]) >= 11:
-            values = ssim(pred, target, data_range=data_range, reduction="none")
-            self.log(f"{stage}_ssim", values.mean(), on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
+        for name, values in scores.items():
+            mean = torch.cat(values).mean().to(device=target.device, dtype=torch.float32)
+            self.log(f"{stage}_{name}", mean, on_step=False, on_epoch=True, batch_size=b, sync_dist=True)

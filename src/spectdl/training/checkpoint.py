@@ -50,6 +50,8 @@ import torch
 from torch import nn
 
 from spectdl.errors import InputError, require
+# The metadata layout is defined in meta.py (see there why); importers of this module still find it here.
+from spectdl.training.meta import CORE_META_FIELDS, META_FIELDS, META_KEY, NETWORK_PREFIX  # noqa: F401
 
 __all__ = [
     "FORMAT",
@@ -64,8 +66,6 @@ __all__ = [
 
 FORMAT = "spectdl.checkpoint"
 FORMAT_VERSION = 1
-META_KEY = "spectdl"
-NETWORK_PREFIX = "net."
 
 PathLike = Union[str, Path]
 
@@ -318,15 +318,6 @@ def save_checkpoint(
         **dict(extra_meta or {}),
     )
     return write_checkpoint(path, tree)
-
-
-#: The keys spectdl writes in a checkpoint's metadata block, and those the training modules add;
-#: extra metadata (``checkpoint.metadata`` in a config) may not reuse them.
-CORE_META_FIELDS = (
-    "task", "model", "in_channels", "out_channels", "modality", "network_prefix", "epoch", "epochs_completed",
-    "global_step", "metrics", "config", "spectdl_version", "torch_version",
-)
-META_FIELDS = CORE_META_FIELDS + ("stage", "discriminator")
 
 
 def network_meta(

@@ -18,20 +18,23 @@ Layout (every section and key optional except ``model`` for the supervised and G
 Unknown keys and values of the wrong type raise :class:`spectdl.errors.ConfigError` naming the
 key by its dotted path (``optim.lr: expected a float, found 'fast'``); a file that is not valid
 YAML raises ConfigError naming the file and line. Numbers such as ``1e-3`` are read as floats
-(YAML 1.2 rules; PyYAML alone reads them as strings), and a key given twice is an error.
+(YAML 1.2 rules; PyYAML alone reads them as strings), a key given twice is an error, and so is an
+empty file. The sections are :class:`spectdl.typed_config.Section` dataclasses, read by
+:func:`spectdl.typed_config.read_yaml`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
-from spectdl.data._util import read_yaml  # the one strict YAML reader of every spectdl config
 from spectdl.errors import ConfigError, require
-from spectdl.training._typed import Section
+from spectdl.training.meta import META_FIELDS
+from spectdl.typed_config import Section, load_section
 
 __all__ = [
     "CheckpointConfig",
@@ -192,8 +195,6 @@ class CheckpointConfig(Section):
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def _check(self) -> None:
-        from spectdl.training.checkpoint import META_FIELDS
-
         clash = sorted(set(self.metadata) & set(META_FIELDS))
         if clash:
             raise ConfigError(f"metadata.{clash[0]}: written by spectdl itself; expected another name")
@@ -201,14 +202,25 @@ class CheckpointConfig(Section):
 
 @dataclass(frozen=True)
 class MetricsConfig(Section):
-    """Validation image metrics. ``data_range``: the intensity span for PSNR and SSIM; ``null`` takes
-    ``max − min`` of each target image. SSIM is skipped for images smaller than its 11-voxel window."""
+    """Validation image metrics ``val_psnr`` and ``val_ssim``, scored by
+    :func:`spectdl.metrics.scoring.image_scores`.
+
+    ``convention``: a name of :data:`spectdl.metrics.scoring.CONVENTIONS`; ``reference_range`` takes
+    ``max − min`` of each target image as the PSNR peak and the SSIM data range, ``reference_max``
+    the target's maximum. ``data_range``: a fixed intensity span for both; when set it wins over
+    ``convention`` (``Convention.fixed(data_range)``). SSIM is skipped for images smaller than its
+    11-voxel window."""
 
     data_range: Optional[float] = None
     ssim: bool = True
+    convention: str = "reference_range"
 
     def _check(self) -> None:
+        from spectdl.metrics.scoring import CONVENTIONS
+
         _positive("data_range", self.data_range)
+        if self.convention not in CONVENTIONS:
+            raise ConfigError(f"convention: expected one of {sorted(CONVENTIONS)}, found {self.convention!r}")
 
 
 def _default_discriminator() -> ModelConfig:
@@ -322,26 +334,13 @@ class TrainConfig(Section):
             object.__setattr__(self, "two_stage", TwoStageConfig())
 
 
-def load_config(source: Union[str, Path, Mapping[str, Any], TrainConfig]) -> TrainConfig:
+def load_config(source: Union[str, os.PathLike, Mapping[str, Any], TrainConfig]) -> TrainConfig:
     """A validated :class:`TrainConfig` from a YAML file, a mapping or a config (returned as is).
 
-    Errors name the file (for files) and the dotted key.
+    Errors name the file (for files) and the dotted key; an empty file is an error, not the
+    defaults (see :func:`spectdl.typed_config.load_section`).
     """
-    if isinstance(source, TrainConfig):
-        return source
-    if isinstance(source, Mapping):
-        return TrainConfig.from_dict(source)
-    if isinstance(source, (str, Path)):
-        data = read_yaml(source)
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: expected a mapping of sections at the top level, found {type(data).__name__}")
-        try:
-            return TrainConfig.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    raise ConfigError(f"config: expected a YAML path, a mapping or a TrainConfig, found {type(source).__name__}")
+    return load_section(TrainConfig, source, what="config")
 
 
 def dump_config(config: TrainConfig, path: Union[str, Path, None] = None) -> str:

@@ -2,7 +2,7 @@
 
 from spectdl.data.transforms.base import MASK_KEYS, Compose, Deterministic, Transform, from_spec, replay
 from spectdl.data.transforms.crop import AxialSlice, Crop, RandomAxialSlice, RandomCrop
-from spectdl.data.transforms.intensity import MatchCounts, NormalizeMean, Scale
+from spectdl.data.transforms.intensity import MaskFromLabels, MatchCounts, NormalizeChannels, NormalizeMean, Scale, Shift
 from spectdl.data.transforms.spatial import (
     Flip,
     RandomFlip,
@@ -20,7 +20,9 @@ __all__ = [
     "Deterministic",
     "Flip",
     "MASK_KEYS",
+    "MaskFromLabels",
     "MatchCounts",
+    "NormalizeChannels",
     "NormalizeMean",
     "RandomAxialSlice",
     "RandomCrop",
@@ -30,6 +32,7 @@ __all__ = [
     "Rot90",
     "Rotate",
     "Scale",
+    "Shift",
     "Transform",
     "from_spec",
     "replay",

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -101,3 +101,99 @@ class MatchCounts(Transform):
         if not total > 0:
             raise InputError(f"MatchCounts: {k!r} sums to {total}; expected > 0 counts")
         return Scale({k: ref / total})
+
+
+class Shift(Deterministic):
+    """Add ``offsets[key]`` (one number, or one per channel): ``x + o``. With :class:`Scale` it
+    expresses an affine intensity map, e.g. CT in HU to ``(HU + 1000) / 1000``."""
+
+    name = "shift"
+
+    def __init__(self, offsets: Mapping[str, float | Sequence[float]]):
+        self.scale = Scale(offsets)  # same argument checks; the numbers are added, not multiplied
+        self.offsets = self.scale.factors
+
+    def apply(self, sample):
+        out = dict(sample)
+        for k in selected(sample, list(self.offsets), "Shift"):
+            t, o = sample[k], self.offsets[k]
+            if isinstance(o, list):
+                if len(o) != t.shape[0]:
+                    raise InputError(f"Shift: {len(o)} offsets for key {k!r} with {t.shape[0]} channels")
+                o = torch.tensor(o, dtype=t.dtype, device=t.device).reshape((-1,) + (1,) * (t.dim() - 1))
+            out[k] = t + o
+        return out
+
+    def _args(self):
+        return {"offsets": dict(self.offsets)}
+
+
+class NormalizeChannels(Transform):
+    """The training side of :class:`spectdl.data.normalization.Normalization`.
+
+    ``input`` becomes ``(x_c + o_c) / s_c`` with the checkpoint's per-channel offsets and divisors,
+    exactly as inference will scale it; ``target`` is divided by its own statistic
+    (``target_statistic``, e.g. ``"mean"``: the bone SPECT recipe) or, with
+    ``target_statistic=None``, by the divisor of input channel ``normalization.output``, so that the
+    network learns in the units inference restores.
+    """
+
+    def __init__(self, normalization, key: str = "input", target: str | None = "target",
+                 target_statistic: str | None = "mean"):
+        from spectdl.data.normalization import Normalization
+
+        if isinstance(normalization, Mapping) or isinstance(normalization, str):
+            normalization = Normalization.from_meta({"normalization": normalization}, where="NormalizeChannels")
+        if not isinstance(normalization, Normalization):
+            raise InputError(f"NormalizeChannels: normalization is {normalization!r}; expected a Normalization or its mapping")
+        self.normalization, self.key, self.target = normalization, key, target
+        self.target_statistic = target_statistic
+
+    def draw(self, sample, generator=None):
+        from spectdl.data._util import volume_statistic
+        from spectdl.data.transforms.base import Compose
+
+        k = selected(sample, [self.key], "NormalizeChannels")[0]
+        n = sample[k].shape[0]
+        scales = self.normalization.scales(sample[k])
+        offsets = [float(self.normalization.offsets[c]) if c < len(self.normalization.offsets) else 0.0
+                   for c in range(n)]
+        factors: dict[str, Any] = {k: [1.0 / s for s in scales]}
+        if self.target is not None and self.target in sample:
+            if self.target_statistic is None:
+                if self.normalization.output is None:
+                    raise InputError("NormalizeChannels: target_statistic=None needs normalization.output")
+                t = scales[self.normalization.output]
+            else:
+                t = volume_statistic(sample[self.target], self.target_statistic)
+                if not (math.isfinite(t) and t > 0):
+                    raise InputError(f"NormalizeChannels: the {self.target_statistic} of {self.target!r} is {t}; expected > 0")
+            factors[self.target] = 1.0 / t
+        steps: list = [Shift({k: offsets})] if any(offsets) else []
+        return Compose([*steps, Scale(factors)])
+
+
+class MaskFromLabels(Deterministic):
+    """``sample[key] = (sample[source] ∈ labels)`` as a float 0/1 mask ``[1, *spatial]``, e.g. the
+    lesion mask of the lesion-attention loss from a phantom's label map."""
+
+    name = "mask_from_labels"
+
+    def __init__(self, labels: Sequence[int], source: str = "labels", key: str = "lesion_mask"):
+        if isinstance(labels, (int, float)):
+            labels = [labels]
+        self.labels = [int(v) for v in labels]
+        if not self.labels:
+            raise InputError("MaskFromLabels: labels is empty; expected at least one label value")
+        self.source, self.key = source, key
+
+    def apply(self, sample):
+        src = selected(sample, [self.source], "MaskFromLabels")[0]
+        lab = sample[src]
+        values = torch.tensor(self.labels, device=lab.device, dtype=lab.dtype)
+        out = dict(sample)
+        out[self.key] = torch.isin(lab, values).any(0, keepdim=True).to(torch.float32)
+        return out
+
+    def _args(self):
+        return {"labels": list(self.labels), "source": self.source, "key": self.key}

@@ -3,7 +3,7 @@
 A network trained on scaled images (e.g. every input divided by its mean, the target by the same
 number) must see its input scaled the same way at inference, and its output scaled back:
 
-    x̃_c = x_c / s_c            for every input channel c,
+    x̃_c = (x_c + o_c) / s_c    for every input channel c,
     y   = ỹ · s_o              (o = the channel named by ``output``; no rescaling when it is null),
     y   = max(y, output_min)   when ``output_min`` is set.
 
@@ -16,8 +16,11 @@ Checkpoint metadata (``meta["normalization"]``, all keys optional)::
       inputs: [mean_positive, 0.15]   # per input channel: a statistic or a fixed divisor
       output: 0                       # multiply the output by the divisor of input channel 0
       output_min: 0.0                 # clamp the output from below (activity is never negative)
+      offsets: [0, 1000]              # per input channel, added before dividing (CT: (HU + 1000) / 1000)
 
-Statistics: ``"none"`` (1), ``"mean"`` (mean of all voxels), ``"mean_positive"`` (mean of the
+The offsets let a CT channel in Hounsfield units enter as a density-like image (air 0, water 1,
+bone about 2) with ``offsets: [0, 1000]`` and ``inputs: [mean_positive, 1000]``; a statistic is
+taken of the shifted channel. Statistics: ``"none"`` (1), ``"mean"`` (mean of all voxels), ``"mean_positive"`` (mean of the
 voxels > 0), ``"max"`` (largest voxel); a number is used as it is. Channels beyond the list are
 not scaled. A string instead of the mapping is short for ``{inputs: [that], output: 0}``.
 A checkpoint without the key is taken as not normalised (every ``s_c = 1``).
@@ -51,6 +54,10 @@ def _statistic(channel: torch.Tensor, how: Divisor) -> float:
     return volume_statistic(channel, how)
 
 
+def _offset(offsets: tuple[float, ...], c: int) -> float:
+    return float(offsets[c]) if c < len(offsets) else 0.0
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Per-channel input divisors and the output's rescaling (module docstring).
@@ -60,11 +67,13 @@ class Normalization:
             :data:`STATISTICS` or a positive number.
         output: index of the input channel whose divisor multiplies the output, or ``None``.
         output_min: lower bound of the output, or ``None``.
+        offsets: one number per input channel added before dividing (missing channels: 0).
     """
 
     inputs: tuple[Divisor, ...] = ()
     output: Optional[int] = None
     output_min: Optional[float] = None
+    offsets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for c, how in enumerate(self.inputs):
@@ -77,6 +86,14 @@ class Normalization:
             raise InputError(f"normalization.output: {self.output!r}; expected an input channel index >= 0 or null")
         if self.output_min is not None and not _is_number(self.output_min):
             raise InputError(f"normalization.output_min: {self.output_min!r}; expected a finite number or null")
+        for c, o in enumerate(self.offsets):
+            if not _is_number(o):
+                raise InputError(f"normalization.offsets[{c}]: {o!r}; expected a finite number")
+        if self.output is not None and _offset(self.offsets, self.output) != 0:
+            raise InputError(
+                f"normalization.output: channel {self.output} has offset {_offset(self.offsets, self.output)}; "
+                "expected the output to be rescaled by a channel without an offset"
+            )
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any], where: str = "checkpoint") -> "Normalization":
@@ -88,20 +105,28 @@ class Normalization:
             spec = {"inputs": [spec], "output": 0}
         if not isinstance(spec, Mapping):
             raise InputError(f"{where}: normalization is a {type(spec).__name__}; expected a mapping or a statistic name")
-        unknown = sorted(set(spec) - {"inputs", "output", "output_min"})
+        unknown = sorted(set(spec) - {"inputs", "output", "output_min", "offsets"})
         if unknown:
-            raise InputError(f"{where}: normalization has unknown keys {unknown}; expected inputs, output, output_min")
+            raise InputError(
+                f"{where}: normalization has unknown keys {unknown}; expected inputs, output, output_min, offsets"
+            )
         inputs = spec.get("inputs", [])
         if isinstance(inputs, (str, int, float)):
             inputs = [inputs]
+        offsets = spec.get("offsets") or []
+        if not isinstance(offsets, (list, tuple)):
+            raise InputError(f"{where}: normalization.offsets is {offsets!r}; expected a list of numbers")
         try:
-            return cls(tuple(inputs), spec.get("output"), spec.get("output_min"))
+            return cls(tuple(inputs), spec.get("output"), spec.get("output_min"), tuple(offsets))
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
 
     def to_meta(self) -> dict[str, Any]:
         """The mapping to store under ``meta["normalization"]``."""
-        return {"inputs": list(self.inputs), "output": self.output, "output_min": self.output_min}
+        meta: dict[str, Any] = {"inputs": list(self.inputs), "output": self.output, "output_min": self.output_min}
+        if any(o != 0 for o in self.offsets):
+            meta["offsets"] = [float(o) for o in self.offsets]
+        return meta
 
     def scales(self, volume: torch.Tensor) -> list[float]:
         """The divisors ``s_c`` of a volume ``[C, *spatial]`` (one per channel).
@@ -119,7 +144,8 @@ class Normalization:
         out = []
         for c in range(n):
             how = self.inputs[c] if c < len(self.inputs) else "none"
-            s = _statistic(volume[c], how)
+            o = _offset(self.offsets, c)
+            s = _statistic(volume[c] + o if o else volume[c], how)
             if not math.isfinite(s) or s <= 0:
                 raise InputError(
                     f"volume channel {c}: its {how} is {s!r}; expected a positive number to divide by "
@@ -131,10 +157,15 @@ class Normalization:
     def apply(self, volume: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
         """``(x̃ [C, *spatial], scales)``: the network's input and the divisors used."""
         scales = self.scales(volume)
+        shape = (-1,) + (1,) * (volume.dim() - 1)
+        if any(o != 0 for o in self.offsets):
+            o = torch.tensor([_offset(self.offsets, c) for c in range(volume.shape[0])], dtype=volume.dtype,
+                             device=volume.device)
+            volume = volume + o.reshape(shape)
         if all(s == 1.0 for s in scales):
             return volume, scales
         s = torch.tensor(scales, dtype=volume.dtype, device=volume.device)
-        return volume / s.reshape((-1,) + (1,) * (volume.dim() - 1)), scales
+        return volume / s.reshape(shape), scales
 
     def restore(self, output: torch.Tensor, scales: list[float]) -> torch.Tensor:
         """The network's output ``ỹ [C_out, *spatial]`` in the input's units (module docstring)."""

@@ -1,0 +1,399 @@
+"""The stage functions every study chains: simulate, reconstruct, train, predict, score.
+
+Each takes the stage folder first (``Run.stage`` passes it), writes only inside it, can be re-run
+from the start after a kill (simulations are overwritten, training resumes from its own last
+checkpoint, predictions are rewritten), and returns a small JSON-able record of what it made.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from spectdl.errors import InputError
+from spectdl.io._atomic import atomic_write
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulation and reconstruction
+
+
+def simulate_sets(folder: Path, configs: Mapping[str, Any], *, workers: int = 1) -> dict[str, str]:
+    """``spectdl.data.simulate`` of every named config into ``folder/<name>``; their manifests."""
+    from spectdl.data import simulate
+
+    out = {}
+    for name, cfg in configs.items():
+        res = simulate(cfg, folder / name, workers=workers, progress=False, overwrite=True)
+        out[name] = str(res.manifest_path)
+    return out
+
+
+def reconstruct_sets(folder: Path, manifests: Mapping[str, str], recon: Any, *, workers: int = 1) -> dict[str, str]:
+    """OSEM of every simulation (:func:`spectdl.data.reconstruct_simulation`) into ``folder/<name>``."""
+    from spectdl.data.simulation import reconstruct_simulation
+
+    out = {}
+    for name, manifest in manifests.items():
+        res = reconstruct_simulation(manifest, folder / name, recon, workers=workers, progress=False, overwrite=True)
+        out[name] = str(res.manifest_path)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Cases: the test volumes of a simulation or of a manifest of real cases
+
+
+@dataclass
+class CaseSet:
+    """The cases of one split as volumes ``[C, *spatial]``, by case id and key.
+
+    ``keys`` maps the study's names (``input``, ``target``, ``ct``, ``truth``, ``labels``, ...) to
+    stored simulation keys or manifest columns. ``info`` holds per-case extras (NEMA sphere centres, ...).
+    """
+
+    ids: list[str]
+    volumes: dict[str, dict[str, torch.Tensor]]
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grid: Any = None
+
+    def get(self, case: str, key: str) -> torch.Tensor:
+        try:
+            return self.volumes[case][key]
+        except KeyError:
+            raise InputError(f"case {case}: no {key!r}; available {sorted(self.volumes.get(case, {}))}") from None
+
+    def stack(self, case: str, keys: Sequence[str]) -> torch.Tensor:
+        return torch.cat([self.get(case, k) for k in keys], 0)
+
+    def by_case(self, key: str) -> dict[str, torch.Tensor]:
+        return {c: self.get(c, key) for c in self.ids}
+
+
+def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *, prefix: str = "") -> CaseSet:
+    """The ``split`` samples of a simulation as a :class:`CaseSet` (case ids ``<prefix><index>``),
+    with each sample's manifest record (seeds, scalar phantom parameters) in ``info``."""
+    from spectdl.data import SimulatedDataset
+    from spectdl.data.simulation import load_manifest_json
+
+    ds = SimulatedDataset(manifest, split=split, keys=(*keys.values(), "index"))
+    records = load_manifest_json(manifest)["samples"]
+    ids, volumes, info = [], {}, {}
+    for i in range(len(ds)):
+        s = ds[i]
+        cid = f"{prefix}{int(s['index']):05d}"
+        ids.append(cid)
+        volumes[cid] = {name: s[stored].float() for name, stored in keys.items()}
+        info[cid] = records[int(s["index"])]
+    ds.close()
+    return CaseSet(ids, volumes, info)
+
+
+def manifest_cases(manifest: str | Path, split: str, columns: Mapping[str, str]) -> CaseSet:
+    """The ``split`` cases of a manifest of real cases (``columns``: study name -> manifest column)."""
+    from spectdl.data import load_manifest, read_image
+
+    m = load_manifest(manifest)
+    ids, volumes = [], {}
+    for case in m.split(split):
+        ids.append(case.case_id)
+        volumes[case.case_id] = {
+            name: read_image(case.paths[col], col).float()[None] for name, col in columns.items() if col in case.paths
+        }
+    return CaseSet(ids, volumes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training and prediction
+
+
+def train_methods(folder: Path, methods: Mapping[str, Any], data: Callable[[str], tuple[Any, Any]]) -> dict[str, dict]:
+    """``spectdl.training.fit`` of every method's config into ``folder/<method>`` (resuming a killed
+    run from its last checkpoint); ``data(method) -> (train_dataset, val_dataset)``."""
+    from spectdl.training import fit
+
+    out = {}
+    for name, cfg in methods.items():
+        train, val = data(name)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"resume: no checkpoint")
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning.*")
+            res = fit(cfg, train, val, folder / name, resume=True)
+        history = folder / name / "history.csv"
+        if res.history:
+            import pandas as pd
+
+            text = pd.DataFrame(res.history).to_csv(index=False)
+            atomic_write(history, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), overwrite=True)
+        out[name] = {
+            "checkpoint": str(res.best_checkpoint or res.last_checkpoint),
+            "epochs": res.epochs_completed, "best_epoch": res.best_epoch, "best_score": res.best_score,
+            "history": str(history) if res.history else None,
+        }
+    return out
+
+
+def save_volumes(path: Path, volumes: Mapping[str, torch.Tensor]) -> Path:
+    """``{name: volume}`` as one compressed ``.npz`` (float32), written atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: v.detach().cpu().float().numpy() for k, v in volumes.items()})
+    data = buf.getvalue()
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), overwrite=True)
+
+
+def load_volumes(path: str | Path) -> dict[str, torch.Tensor]:
+    with np.load(path) as z:
+        return {k: torch.from_numpy(z[k]) for k in z.files}
+
+
+def predict_methods(folder: Path, checkpoints: Mapping[str, str], cases: CaseSet,
+                    channels: Mapping[str, Sequence[str]], *, device: str = "cpu", batch_size: int = 8) -> dict[str, str]:
+    """Every method's prediction of every case (``spectdl.inference.enhance_volume`` with the
+    normalisation its checkpoint records), one ``folder/<method>.npz`` per method.
+    ``channels[method]``: the case keys stacked as that method's input."""
+    from spectdl.inference import enhance_volume
+    from spectdl.training import load_model_from_checkpoint
+
+    out = {}
+    for name, ckpt in checkpoints.items():
+        model, meta = load_model_from_checkpoint(ckpt, map_location=device)
+        with torch.no_grad():
+            preds = {c: enhance_volume(model, cases.stack(c, channels[name]), meta=meta, batch_size=batch_size,
+                                       device=device).cpu() for c in cases.ids}
+        out[name] = str(save_volumes(folder / f"{name}.npz", preds))
+    return out
+
+
+def load_predictions(paths: Mapping[str, str]) -> dict[str, dict[str, torch.Tensor]]:
+    """``{method: {case: volume}}`` from :func:`predict_methods`' files."""
+    return {m: load_volumes(p) for m, p in paths.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score_methods(images: Mapping[str, Mapping[str, torch.Tensor]], references: Mapping[str, torch.Tensor], *,
+                  metrics: Sequence[str], convention: str, masks: Mapping[str, Mapping[str, Any]] | None = None,
+                  **columns: Any) -> list[dict[str, Any]]:
+    """Long metric rows of every method's images against the references (one scorer:
+    :func:`spectdl.metrics.scoring.score_cases`). ``masks``: ``{region: {case: mask}}``; a region
+    may cover only some cases (e.g. the cases with lesions). ``columns`` are added to every row."""
+    from spectdl.metrics.scoring import score_cases
+
+    rows = []
+    for region, by_case in (masks or {None: None}).items():
+        for method, imgs in images.items():
+            cases = list(imgs) if by_case is None else [c for c in imgs if c in by_case]
+            if not cases:
+                continue
+            for r in score_cases({c: imgs[c] for c in cases}, {c: references[c] for c in cases}, metrics=metrics,
+                                 convention=convention, masks=None if by_case is None else {c: by_case[c] for c in cases},
+                                 method=method):
+                rows.append({**r, **({"region": region} if region is not None else {}), **columns})
+    return rows
+
+
+def _voxel(grid, point_mm: Sequence[float]) -> tuple[int, ...]:
+    return tuple(int(round(float(p) / s + (n - 1) / 2)) for p, s, n in zip(point_mm, grid.voxel_size_mm, grid.shape))
+
+
+def nema_rows(images: Mapping[str, Mapping[str, torch.Tensor]], phantoms: Mapping[str, Any], *,
+              reference: str = "reference", cnr_threshold: float = 5.0, **columns: Any) -> list[dict[str, Any]]:
+    """Per-sphere SUVmax and SUVmean of every method's NEMA images, their absolute errors against
+    ``reference``, the contrast-to-noise ratio of each sphere and the number of spheres with
+    ``CNR > cnr_threshold`` (``visible_spheres``).
+
+    ``phantoms[case]`` is the case's :class:`~spectdl.phantoms.Phantom` (sphere centres, labels,
+    grid). CNR_j = (C_H,j − C_B,j) / SD_j, with C_B,j and SD_j the mean and sample SD of the means
+    of background balls of the sphere's size placed in the background water (NEMA NU 2), so it is
+    the contrast of the sphere over the ROI-to-ROI noise at that size (Rose criterion at 5).
+    Images are calibrated so that the background is 1: SUV here is activity over background.
+    """
+    from spectdl.metrics.functional import nema_sphere_metrics
+
+    rows: list[dict[str, Any]] = []
+    for case, ph in phantoms.items():
+        centres = ph.info["sphere_centres_mm"][0].tolist()
+        radii = ph.info["sphere_radii_mm"].tolist()
+        background = ph.labels[0, 0] == ph.label_names["background"]
+        per_method = {}
+        for method, by_case in images.items():
+            per_method[method] = nema_sphere_metrics(by_case[case], ph.grid, centres, radii, background_mask=background,
+                                                     max_background_rois=24)
+        for method, spheres in per_method.items():
+            visible = 0
+            for s, ref in zip(spheres, per_method[reference]):
+                region = f"sphere{round(s.diameter_mm)}"
+                cnr = (s.suv_mean - s.background_mean) / s.background_sd if s.background_sd else float("nan")
+                visible += int(cnr > cnr_threshold)
+                for metric, value in (("suv_max", s.suv_max), ("suv_mean", s.suv_mean), ("cnr", cnr),
+                                      ("suv_max_abs_error", abs(s.suv_max - ref.suv_max)),
+                                      ("suv_mean_abs_error", abs(s.suv_mean - ref.suv_mean))):
+                    rows.append({"case": case, "method": method, "metric": metric, "value": float(value),
+                                 "region": region, **columns})
+            rows.append({"case": case, "method": method, "metric": "visible_spheres", "value": float(visible),
+                         "region": "all_spheres", **columns})
+    return rows
+
+
+def lesion_patches(images: Mapping[str, torch.Tensor], phantoms: Mapping[str, Any], *, size: int, lesion_label: str,
+                   absent_label: str, seed: int) -> tuple[dict[str, list], dict[str, list]]:
+    """Axial patches (``size`` px) of every case's image centred on its hot lesions (signal present)
+    and on as many voxels of ``absent_label`` tissue away from any lesion (signal absent, positions
+    drawn with ``seed``); the same positions for every method, so their observers see the same task."""
+    from spectdl.metrics.observer import extract_patches
+
+    present: dict[str, list] = {}
+    absent: dict[str, list] = {}
+    g = torch.Generator().manual_seed(seed)
+    half = size // 2
+    for case, ph in phantoms.items():
+        lab = ph.labels[0, 0]
+        lesion = lab == ph.label_names[lesion_label]
+        shape = lab.shape
+        centres = [tuple(int(v) for v in c) for c in ph.info.get("hot_lesion_centres_vox", [])]
+        centres = [c for c in centres if all(half <= c[k] < shape[k] - half for k in (0, 1))]
+        far = (lab == ph.label_names[absent_label]) & ~_dilate(lesion, size)
+        far[:half], far[-half:], far[:, :half], far[:, -half:] = False, False, False, False
+        candidates = torch.nonzero(far)
+        if not centres or len(candidates) == 0:
+            continue
+        pick = candidates[torch.randperm(len(candidates), generator=g)[: len(centres)]]
+        for method, img in images.items():
+            vol = img[case].reshape(shape)
+            for c in centres:
+                present.setdefault(method, []).append(extract_patches(vol[..., c[2]], [c[:2]], size)[0])
+            for c in pick.tolist():
+                absent.setdefault(method, []).append(extract_patches(vol[..., c[2]], [c[:2]], size)[0])
+    return present, absent
+
+
+def _dilate(mask: torch.Tensor, size: int) -> torch.Tensor:
+    k = 2 * (size // 2) + 1
+    x = mask[None, None].float()
+    return torch.nn.functional.max_pool3d(x, k, stride=1, padding=k // 2)[0, 0] > 0
+
+
+def cho_rows(present: Mapping[str, list], absent: Mapping[str, list], *, channels: str = "lg", seed: int = 0,
+             n_bootstrap: int = 500, **columns: Any) -> list[dict[str, Any]]:
+    """Set-level CHO detectability of each method (case ``all``): AUC and d′ with bootstrap CIs."""
+    from spectdl.metrics.observer import cho_detectability
+
+    rows = []
+    for method in present:
+        p, a = torch.stack(present[method]), torch.stack(absent[method])
+        if len(p) < 4 or len(a) < 4:
+            continue
+        r = cho_detectability(p, a, channels=channels, seed=seed, n_bootstrap=n_bootstrap)
+        for metric, value, ci in (("auc", r.auc, r.auc_ci), ("d_prime", r.d_prime, r.d_prime_ci)):
+            rows.append({"case": "all", "method": method, "metric": metric, "value": float(value),
+                         "ci_low": float(ci[0]), "ci_high": float(ci[1]), "n_present": r.n_present,
+                         "n_absent": r.n_absent, **columns})
+    return rows
+
+
+def consistency_rows(images: Mapping[str, Mapping[str, torch.Tensor]], projections: Mapping[str, Mapping[str, torch.Tensor]],
+                     projector_for: Callable[[str], Any], **columns: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Poisson deviance per count of every method's forward-projected image against each measured
+    data set (``projections[data_name][case]``), and the mean per-view deviance of each method and
+    data set (for the residual figure). ``projector_for(case)`` is the study's system model of the case."""
+    from spectdl.metrics.consistency import data_consistency
+
+    rows: list[dict[str, Any]] = []
+    per_view: dict[str, Any] = {}
+    for case in next(iter(images.values())):
+        proj = projector_for(case)
+        for method, by_case in images.items():
+            x = by_case[case].reshape((1, 1) + tuple(proj.grid.shape)).double()
+            for data_name, measured in projections.items():
+                y = measured[case].reshape((1, 1) + tuple(measured[case].shape[-3:])).double()
+                dc = data_consistency(x.float(), proj, y.float())
+                rows.append({"case": case, "method": method, "metric": "deviance", "value": float(dc.deviance_per_count[0]),
+                             "data": data_name, **columns})
+                acc = per_view.setdefault(data_name, {}).setdefault(method, [])
+                acc.append(dc.per_view[0].cpu().numpy())
+    means = {d: {m: np.nanmean(np.stack(v), 0).tolist() for m, v in by_m.items()} for d, by_m in per_view.items()}
+    return rows, means
+
+
+def require_columns(manifest: str | Path, columns: Sequence[str], splits: Sequence[str]) -> None:
+    """A case manifest must have ``columns`` and at least one case in each of ``splits``; one
+    InputError names the file, what is missing and what was found."""
+    from spectdl.data import load_manifest
+
+    m = load_manifest(manifest)
+    missing = [c for c in columns if c not in m.columns]
+    empty = [s for s in splits if not m.split(s)]
+    if missing or empty:
+        parts = ([f"no column {missing} (found {list(m.columns)})"] if missing else []) + \
+                ([f"no case in split {empty}"] if empty else [])
+        raise InputError(f"--data {m.path}: {'; '.join(parts)}; the study needs columns {list(columns)} "
+                         f"and the splits {list(splits)}")
+
+
+def sample_phantoms(manifest: str | Path, cases: CaseSet) -> dict[str, Any]:
+    """Each simulated case's phantom, re-rendered from its recorded seed (full ``info``)."""
+    from spectdl.data.simulation import sample_phantom
+
+    return {c: sample_phantom(manifest, int(cases.info[c]["index"])) for c in cases.ids}
+
+
+def region_masks(cases: CaseSet, dataset: str, *, phantoms: Mapping[str, Any] | None = None,
+                 nema_slices: int = 12, lesion_label: str = "lesion") -> dict[str, dict[str, torch.Tensor]]:
+    """The regions the image metrics use, ``{region: {case: mask}}``, the same for every method:
+
+    * ``volume``: every voxel (full slices);
+    * ``lesions`` (phantoms with a ``lesion`` label): the lesions dilated by one voxel;
+    * ``sphere_slices`` (NEMA IEC): ``nema_slices`` whole axial slices centred on the sphere plane.
+    """
+    some = cases.get(cases.ids[0], "target")
+    regions: dict[str, dict[str, torch.Tensor]] = {}
+    if dataset != "nema":
+        regions["volume"] = {c: torch.ones_like(cases.get(c, "target"), dtype=torch.bool) for c in cases.ids}
+    if phantoms is None:
+        return regions
+    for c in cases.ids:
+        ph = phantoms[c]
+        shape = some.shape[1:]
+        if "sphere_centres_mm" in ph.info:
+            z = float(ph.info["sphere_centres_mm"][0, :, 2].mean())
+            iz = _voxel(ph.grid, (0.0, 0.0, z))[2]
+            lo = max(0, min(shape[2] - nema_slices, iz - nema_slices // 2))
+            m = torch.zeros(shape, dtype=torch.bool)
+            m[..., lo:lo + nema_slices] = True
+            regions.setdefault("sphere_slices", {})[c] = m[None]
+        elif lesion_label in ph.label_names:
+            lesion = ph.labels[0, 0] == ph.label_names[lesion_label]
+            if bool(lesion.any()):
+                regions.setdefault("lesions", {})[c] = _dilate(lesion, 3)[None]
+    return regions
+
+
+def save_examples(path: Path, images: Mapping[str, Mapping[str, torch.Tensor]], cases: CaseSet,
+                  n_cases: int = 2) -> Path:
+    """The central axial slice of the first ``n_cases`` cases of every method (``<case>/<method>``)
+    for the report's image grids and difference images."""
+    out = {}
+    for c in cases.ids[:n_cases]:
+        for method, by_case in images.items():
+            v = by_case[c].reshape(by_case[c].shape[-3:])
+            out[f"{c}/{method}"] = v[..., v.shape[-1] // 2]
+    return save_volumes(path, out)
+
+
+def case_projector(manifest: str | Path, cases: CaseSet, mu_key: str = "mu") -> Callable[[str], Any]:
+    """``projector_for(case)``: the simulation's system model with the case's own μ map."""
+    from spectdl.data.simulation import simulation_projector
+
+    def projector_for(case: str):
+        mu = cases.get(case, mu_key)
+        return simulation_projector(manifest, mu.reshape((1, 1) + tuple(mu.shape[-3:])))
+
+    return projector_for
