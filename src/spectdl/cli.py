@@ -30,32 +30,93 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show trac
     _state["verbose"] = verbose
 
 
+study_app = typer.Typer(no_args_is_help=True, help="The published studies: list them, run one.")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("list")
+def study_list() -> None:
+    """Each registered study with one line on what it reproduces."""
+    from rich.table import Table
+
+    from spectdl.studies import available_studies, get_study
+
+    t = Table(title="spectdl studies (spectdl study run NAME --scale smoke|quick|paper)")
+    t.add_column("name")
+    t.add_column("reproduces")
+    for name in available_studies():
+        t.add_row(name, get_study(name).summary)
+    Console().print(t)
+
+
+def _run_study(name: str, scale: str, config: Optional[Path], overrides: list[str], data: Optional[Path], out: Path,
+               resume: bool, device: Optional[str], seed: Optional[int]) -> None:
+    from spectdl.report.study import build_study_report
+    from spectdl.studies import run_study
+
+    if device is not None:
+        _check_device(device)
+    with console.status(f"study {name} ({scale})…") as status:
+        result = run_study(name, scale=scale, config_file=config, overrides=overrides, data=data, out=out,
+                           resume=resume, device=device, seed=seed, reporter=build_study_report,
+                           progress=lambda msg: status.update(f"study {name} ({scale}): {msg}"))
+    Console().print(_claims_table(result.summary))
+    Console().print(f"results: [bold]{result.run_dir}[/bold]; report: [bold]{result.run_dir / 'report.html'}[/bold]")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SpectdlError(f"--device: {device!r} is not a device; expected cpu, cuda or cuda:N") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise SpectdlError(f"--device: {device!r}, but this torch ({torch.__version__}) has no CUDA device; "
+                           "expected cpu, or a CUDA build of torch on a machine with a GPU")
+    if d.type not in ("cpu", "cuda"):
+        raise SpectdlError(f"--device: {device!r}; expected cpu, cuda or cuda:N")
+
+
+@study_app.command("run")
+def study_run(
+    name: str = typer.Argument(..., help="A study name from `spectdl study list`."),
+    scale: str = typer.Option("smoke", "--scale", help="smoke (seconds), quick (<= 10 min on CPU) or paper (GPU)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with keys of the study config to change."),
+    overrides: list[str] = typer.Option([], "--set", help="Change one field: --set train.optim.lr=1e-4 (repeatable)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A manifest of your own cases (CSV/YAML); skips simulation."),
+    out: Path = typer.Option(Path("results"), "--out", "-o", help="Results go to OUT/<study>/<run-id>/."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest run of this study under OUT."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="The run's seed (default: the config's)."),
+) -> None:
+    """Run a study end to end: simulate (or read --data) → reconstruct → train → predict → evaluate → report.
+
+    Example: ``spectdl study run bone-spect --scale quick``; ``--resume`` after an interruption skips
+    every finished stage and resumes training from its last checkpoint.
+    """
+    _run_study(name, scale, config, overrides, data, out, resume, device, seed)
+
+
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("results/demo"), "--out", "-o", help="Folder for the run's results."),
-    quick: bool = typer.Option(False, "--quick", help="Reduced size (for CI): smaller grid, fewer iterations."),
+    out: Path = typer.Option(Path("results"), "--out", "-o", help="Results go to OUT/bone-spect/<run-id>/."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw (noise, phantoms, training)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest bone-spect run under OUT."),
 ) -> None:
-    """Run a complete small study on built-in simulated data, on the CPU, with no downloads.
+    """The main job: the fast-bone-SPECT study at its quick scale, on the CPU, with no downloads.
 
-    Example: ``spectdl demo`` (about a minute), or ``spectdl demo --quick`` (seconds).
+    Same as ``spectdl study run bone-spect --scale quick`` (about 10 minutes on 2 CPU cores).
     """
-    from spectdl.report.html import build_demo_report
-    from spectdl.studies.demo import DemoConfig, run_demo
-
-    with console.status("running the demo study (simulate → OSEM → train → enhance → evaluate)…"):
-        result = run_demo(DemoConfig(out_dir=out, quick=quick, seed=seed))
-        report = build_demo_report(result.run_dir)
-    Console().print(_summary_table(result.summary))
-    Console().print(f"report: [bold]{report}[/bold]")
+    _run_study("bone-spect", "quick", None, [], None, out, resume, None, seed)
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="A run folder written by `spectdl demo`.")) -> None:
+def report(run_dir: Path = typer.Argument(..., help="A run folder written by `spectdl study run` or `spectdl demo`.")) -> None:
     """Rebuild ``report.html`` (and its figures) from a run folder's saved result files."""
-    from spectdl.report.html import build_demo_report
+    from spectdl.report.study import build_study_report
 
-    Console().print(f"report: [bold]{build_demo_report(run_dir)}[/bold]")
+    Console().print(f"report: [bold]{build_study_report(run_dir)}[/bold]")
 
 
 @app.command()
@@ -219,22 +280,20 @@ def evaluate(
     Console().print(f"wrote {res.metrics_csv} and {res.summary_json}")
 
 
-def _summary_table(summary: dict):
+def _claims_table(summary: dict):
     from rich.table import Table
 
-    t = Table(title="spectdl demo: held-out 1/7-count scans vs the standard scan")
-    t.add_column("metric")
-    t.add_column("1/7 input", justify="right")
-    t.add_column("enhanced", justify="right")
+    t = Table(title=f"{summary.get('study')}: the paper's claims on held-out cases")
+    t.add_column("claim")
+    t.add_column("holds")
+    t.add_column("method", justify="right")
+    t.add_column("baseline", justify="right")
     t.add_column("Wilcoxon p", justify="right")
-    tests = summary.get("tests", {})
-    for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM")):
-        sfx = "_db" if key == "psnr" else ""
-        p = tests.get(key, {}).get("p_value")
-        t.add_row(label, f"{summary[key + '_input' + sfx]:.3f}", f"{summary[key + '_enhanced' + sfx]:.3f}",
-                  "n/a" if p is None else f"{p:.2g}")
-    for q, v in summary.get("sphere_abs_error_vs_standard", {}).items():
-        t.add_row(f"|{q} − standard|", f"{v['mean_abs_error_input']:.3f}", f"{v['mean_abs_error_enhanced']:.3f}", "")
+    for c in summary.get("claims", []):
+        p = c.get("p_value")
+        fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+        t.add_row(c["text"], {True: "yes", False: "no", None: "n/a"}[c.get("holds")], fmt(c.get("mean_method")),
+                  fmt(c.get("mean_baseline")), fmt(p))
     return t
 
 

@@ -175,3 +175,47 @@ def test_real_ct_series(shared_data):
     acq = read_projections(shared_data / "real/lu177_spectct/bed1_projections.dcm")
     assert ct.frame_of_reference_uid == acq.frame_of_reference_uid  # as the README states
     assert float(ct.data[5, 5, 150]) == pytest.approx(-1000.0, abs=60.0)  # air in the corner
+
+
+# ------------------------------------------------------------------ mu -> HU (inverse model)
+@pytest.mark.parametrize("energy", [140.0, 208.0])
+@pytest.mark.parametrize("kvp", [80.0, 120.0, 140.0])
+def test_mu_to_ct_hu_inverts_ct_to_mu_for_water_lung_and_bone(energy, kvp):
+    from spectdl.io.ct import mu_to_ct_hu
+    from spectdl.materials import mu_per_cm
+
+    mu = torch.tensor([mu_per_cm(m, energy) for m in ("water", "lung", "bone")], dtype=torch.float64)
+    hu = mu_to_ct_hu(mu, energy, kvp=kvp)
+    back = ct_to_mu(hu, energy, kvp)
+    assert torch.allclose(back, mu, rtol=1e-5, atol=0.0)
+    assert float(hu[0]) == 0.0  # water
+    assert -800 < float(hu[1]) < -600  # inflated lung, 0.30 g/cm^3
+    assert 1000 < float(hu[2]) < 3071  # cortical bone (about 2900 HU at 80 kVp)
+
+
+def test_mu_to_ct_hu_round_trip_over_the_model_range_and_break_point():
+    from spectdl.io.ct import mu_to_ct_hu
+
+    hu = torch.linspace(-1000.0, 3071.0, 4072, dtype=torch.float64)
+    hu = torch.cat([hu, torch.tensor([break_point_hu(120) + d for d in (-1e-6, 0.0, 1e-6)], dtype=torch.float64)])
+    mu = ct_to_mu(hu, 140.0, 120)
+    assert torch.allclose(mu_to_ct_hu(mu, 140.0, kvp=120.0), hu, rtol=0.0, atol=1e-6)
+    mu2 = torch.linspace(0.0, float(mu.max()), 997, dtype=torch.float64)
+    assert torch.allclose(ct_to_mu(mu_to_ct_hu(mu2, 140.0), 140.0, 120), mu2, rtol=1e-9, atol=1e-12)
+
+
+def test_mu_to_ct_hu_water_air_clamps_dtype_and_nan():
+    from spectdl.io.ct import mu_to_ct_hu
+    from spectdl.materials import mu_per_cm
+
+    mu_w = mu_per_cm("water", 140.0)
+    mu = torch.tensor([mu_w, 0.0, -0.1, 10.0, float("inf")], dtype=torch.float32)
+    hu = mu_to_ct_hu(mu, 140.0)
+    assert hu.dtype == torch.float32 and hu.shape == mu.shape
+    assert hu.tolist() == [0.0, -1000.0, -1000.0, 3071.0, 3071.0]
+    assert mu_to_ct_hu(np.array([0, 1]), 140.0).dtype == torch.float32  # integers -> float32
+    assert float(mu_to_ct_hu(torch.tensor(mu_w, dtype=torch.float64), 140.0)) == 0.0
+    with pytest.raises(InputError, match="mu_per_cm: holds 1 NaN"):
+        mu_to_ct_hu(torch.tensor([0.1, float("nan")]), 140.0)
+    with pytest.raises(InputError, match="kvp"):
+        mu_to_ct_hu(torch.tensor([0.1]), 140.0, kvp=-5)

@@ -173,7 +173,7 @@ class ReconConfig(Section):
 class SimulationConfig(Section):
     """Everything :func:`spectdl.data.simulate` needs (see the module docstring for the layout)."""
 
-    phantom: Literal["brain2d", "nema_iec", "cardiac", "wholebody_planar"] = "brain2d"
+    phantom: Literal["brain2d", "nema_iec", "cardiac", "wholebody_planar", "bone_torso"] = "brain2d"
     phantom_kwargs: dict[str, Any] = field(default_factory=dict)
     grid: Optional[GridConfig] = None
     n_samples: int = 256

@@ -47,6 +47,8 @@ class SimulatedDataset(SeededDataset):
         dtype: floating dtype of ``input``, ``target`` and the other float keys; ``labels`` are int64,
             ``lesion_mask`` is given in ``dtype`` (0/1).
         record_params: add ``"transform_params"`` (JSON text for :func:`~spectdl.data.transforms.replay`).
+        repeats: each sample appears this many times per epoch, each time with its own draw of the
+            random transform (e.g. several random axial slices of a volume per epoch).
 
     HDF5 files are opened on first use in each process (DataLoader workers open their own) and
     closed by :meth:`close`.
@@ -65,8 +67,12 @@ class SimulatedDataset(SeededDataset):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         record_params: bool = False,
+        repeats: int = 1,
     ):
         super().__init__(transform, seed, record_params)
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise InputError(f"repeats: expected a positive integer, found {repeats!r}")
+        self.repeats = repeats
         manifest = load_manifest_json(source)
         # The per-sample records are not needed to read (shard and row follow from the layout);
         # dropping them keeps every DataLoader worker's copy small.
@@ -94,6 +100,7 @@ class SimulatedDataset(SeededDataset):
         self.keys = self._check_keys(keys)
         self._files: dict[int, Any] = {}
         self._pid = os.getpid()
+        self._n_total = n_samples
 
     # -------------------------------------------------------------- defaults and checks
     def _levels(self) -> list[str]:
@@ -149,7 +156,7 @@ class SimulatedDataset(SeededDataset):
 
     # -------------------------------------------------------------- reading
     def __len__(self) -> int:
-        return self.stop - self.start
+        return (self.stop - self.start) * self.repeats
 
     def _file(self, shard: int):
         if os.getpid() != self._pid:  # a forked DataLoader worker: never share HDF5 handles
@@ -174,7 +181,10 @@ class SimulatedDataset(SeededDataset):
         n = len(self)
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
             raise InputError(f"index: expected an integer in [0, {n}) for split {self.split!r}, found {i!r}")
-        index = self.start + int(i) % n
+        i = int(i) % n
+        index = self.start + i % (self.stop - self.start)
+        # Repeat k of a sample draws its transform as if it were sample index + k·N: its own draw.
+        draw = index + (i // (self.stop - self.start)) * self._n_total
         shard, row = divmod(index, self.shard_size)
         f = self._file(shard)
         cache: dict[str, torch.Tensor] = {}
@@ -194,7 +204,7 @@ class SimulatedDataset(SeededDataset):
                 sample[key] = index
             else:
                 sample[key] = get(key)
-        return self._transform(sample, index)
+        return self._transform(sample, draw)
 
     def close(self) -> None:
         """Close the HDF5 files opened by this process."""

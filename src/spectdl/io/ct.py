@@ -17,6 +17,16 @@ XCOM). The break point depends on the tube voltage as published by Carney et al.
 clamped outside). The effective CT energy is taken as 70 keV at 120 kVp and proportional to kVp
 (a typical value for filtered clinical beams; it only sets the bone slope). Pass
 ``ct_effective_kev`` to use a measured value. μ is clipped at 0 below −1000 HU.
+
+μ → HU (``mu_to_ct_hu``)
+-----------------------
+The exact inverse of the same two lines, for CT-like images of digital phantoms. The break point
+in μ is ``μ(BP) = μ_w(E)·(1 + BP/1000)``:
+
+* ``μ ≤ μ(BP)``: ``HU = 1000·(μ/μ_w(E) − 1)`` (water 0 HU, air −1000 HU);
+* ``μ > μ(BP)``: ``HU = BP + (μ − μ(BP))·(HU_b − BP)/(μ_b(E) − μ(BP))`` (cortical bone ``HU_b``);
+
+then clamped to the 12-bit CT range [−1000, 3071] HU.
 """
 
 from __future__ import annotations
@@ -71,6 +81,14 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
     h = hu if isinstance(hu, torch.Tensor) else torch.as_tensor(np.asarray(hu))
     if not h.is_floating_point():
         h = h.to(torch.float32)
+    mu_w, bp, mu_bp, slope_bone = _bilinear(energy_kev, kvp, ct_effective_kev)
+    soft = mu_w * (1.0 + h / 1000.0)
+    bone = mu_bp + (h - bp) * slope_bone
+    return torch.where(h <= bp, soft, bone).clamp_min(0.0)
+
+
+def _bilinear(energy_kev: float, kvp: float, ct_effective_kev: float | None) -> tuple[float, float, float, float]:
+    """``(μ_w, BP, μ(BP), slope above BP in cm⁻¹/HU)`` of the bilinear model (module docstring)."""
     e = float(energy_kev)
     e_ct = ct_effective_energy_kev(kvp) if ct_effective_kev is None else float(ct_effective_kev)
     mu_w, mu_b = mu_per_cm("water", e), mu_per_cm("bone", e)
@@ -81,9 +99,51 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
                          f"point {bp} HU")
     mu_bp = mu_w * (1.0 + bp / 1000.0)
     slope_bone = (mu_b - mu_bp) / (hu_bone - bp)
-    soft = mu_w * (1.0 + h / 1000.0)
-    bone = mu_bp + (h - bp) * slope_bone
-    return torch.where(h <= bp, soft, bone).clamp_min(0.0)
+    return mu_w, bp, mu_bp, slope_bone
+
+
+CT_HU_RANGE = (-1000.0, 3071.0)
+
+
+def mu_to_ct_hu(mu_per_cm, energy_kev: float, *, kvp: float = 120.0,
+                ct_effective_kev: float | None = None) -> torch.Tensor:
+    """CT numbers (HU) whose :func:`ct_to_mu` at ``energy_kev`` is ``mu_per_cm``: the model's inverse.
+
+    With ``μ_w`` water at ``energy_kev``, ``BP`` the break point at ``kvp`` and
+    ``μ(BP) = μ_w·(1 + BP/1000)``::
+
+        HU = 1000·(μ/μ_w − 1)                 for μ ≤ μ(BP)   (air–water line)
+        HU = BP + (μ − μ(BP)) / slope_bone    for μ > μ(BP)   (water–bone line of ct_to_mu)
+
+    clamped to [−1000, 3071] HU. So ``ct_to_mu(mu_to_ct_hu(μ, E), E, kvp) == μ`` (to rounding) for
+    ``0 ≤ μ ≤ μ(3071 HU)``; water gives 0 HU and μ = 0 (air) −1000 HU exactly. Negative μ and
+    ``+inf`` end up at the clamps.
+
+    Args:
+        mu_per_cm: linear attenuation coefficients (cm⁻¹) at ``energy_kev``, tensor or array of any
+            shape; the result keeps its shape, device and floating dtype (float32 for integers).
+        energy_kev: photon energy the μ values belong to (e.g. 140 for Tc-99m).
+        kvp: tube voltage of the CT being imitated (sets the break point and the bone slope).
+        ct_effective_kev: effective CT energy, as in :func:`ct_to_mu`.
+
+    Raises:
+        InputError: ``mu_per_cm`` holds NaN, or the model's parameters are invalid.
+    """
+    m = mu_per_cm if isinstance(mu_per_cm, torch.Tensor) else torch.as_tensor(np.asarray(mu_per_cm))
+    if not m.is_floating_point():
+        m = m.to(torch.float32)
+    if bool(torch.isnan(m).any()):
+        raise InputError(f"mu_per_cm: holds {int(torch.isnan(m).sum())} NaN values; expected finite "
+                         "attenuation coefficients (cm⁻¹)")
+    mu_w, bp, mu_bp, slope_bone = _bilinear(energy_kev, kvp, ct_effective_kev)
+    if not slope_bone > 0:
+        raise InputError(f"energy_kev: at {float(energy_kev)} keV bone attenuates no more than the break "
+                         "point, so μ cannot be mapped back to HU")
+    # μ_w as a tensor of m's dtype, so that μ = μ_w (rounded to that dtype) gives exactly 0 HU.
+    w = torch.tensor(mu_w, dtype=m.dtype, device=m.device)
+    soft = (m / w - 1.0) * 1000.0
+    bone = bp + (m - mu_bp) / slope_bone
+    return torch.where(m <= mu_bp, soft, bone).clamp(*CT_HU_RANGE)
 
 
 # ---------------------------------------------------------------------- CT series

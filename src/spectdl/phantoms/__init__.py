@@ -5,6 +5,7 @@ Every phantom function is deterministic given ``seed`` or ``generator`` and batc
 """
 
 from spectdl.phantoms.base import Phantom, PlanarPhantom
+from spectdl.phantoms.bone_torso import bone_torso
 from spectdl.phantoms.brain2d import brain2d
 from spectdl.phantoms.cardiac import cardiac
 from spectdl.phantoms.nema_iec import nema_iec
@@ -14,6 +15,7 @@ from spectdl.phantoms.wholebody import wholebody_planar
 __all__ = [
     "Phantom",
     "PlanarPhantom",
+    "bone_torso",
     "brain2d",
     "cardiac",
     "load_interfile",

@@ -40,6 +40,9 @@ class Phantom:
         info: per-phantom extras: ``seeds`` (one int per sample), the sampled parameters (tensors
             with a leading batch dimension), and phantom-specific geometry (for example NEMA
             ``sphere_centres_mm [6, 3]``).
+        ct_hu: ``[B, 1, *grid.shape]`` float CT-like image in Hounsfield units, or ``None``: the
+            phantom's materials seen by a CT, ``spectdl.io.ct.mu_to_ct_hu(mu_per_cm, energy_kev)``
+            (the inverse of the bilinear HU → μ model at 120 kVp; water 0 HU, air −1000 HU).
     """
 
     activity: torch.Tensor
@@ -48,6 +51,7 @@ class Phantom:
     labels: torch.Tensor | None = None
     label_names: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    ct_hu: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -61,6 +65,7 @@ class Phantom:
             mu_per_cm=self.mu_per_cm.to(device=device, dtype=dtype),
             labels=None if self.labels is None else self.labels.to(device=device),
             info=_info_to(self.info, device),
+            ct_hu=None if self.ct_hu is None else self.ct_hu.to(device=device, dtype=dtype),
         )
 
 

@@ -24,6 +24,9 @@ matches ``ratio·background·(4/3)πr³`` to well within 1 % even on 4 mm voxels
 
 Labels: 0 outside, 1 background, 2 lung, 3–8 the spheres from 10 to 37 mm (each voxel takes the
 region that fills most of it).
+
+CT: ``Phantom.ct_hu`` is ``spectdl.io.ct.mu_to_ct_hu(mu_per_cm, energy_kev)`` (water 0 HU, lung about
+−700 HU, air −1000 HU).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch
 
 from spectdl.errors import GeometryError, InputError
 from spectdl.geometry import VoxelGrid
+from spectdl.io.ct import mu_to_ct_hu
 from spectdl.materials import mu_per_cm
 from spectdl.phantoms._shapes import raw_draws
 from spectdl.phantoms.base import (
@@ -98,7 +102,7 @@ def nema_iec(
     Returns:
         :class:`Phantom` ``[B, 1, nx, ny, nz]``. ``info``: ``sphere_centres_mm [B, 6, 3]``,
         ``sphere_radii_mm [6]``, ``sphere_ratios [6]``, ``shift_mm [B, 3]``, ``lung_axis_mm [B, 2]``,
-        ``seeds``.
+        ``seeds``. ``ct_hu``: the CT-like image in HU, same shape as ``activity``.
     """
     grid = check_grid(VoxelGrid((128, 128, 64), 4.0) if grid is None else grid, 3)
     batch_size = check_batch_size(batch_size)
@@ -139,6 +143,7 @@ def nema_iec(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     activity = torch.empty(batch_size, 1, *grid.shape, dtype=dtype, device=dev)
     mu = torch.empty_like(activity)
+    ct_hu = torch.empty_like(activity)
     labels = torch.empty(batch_size, 1, *grid.shape, dtype=torch.int64, device=dev)
     cache: dict[tuple[float, ...], tuple[torch.Tensor, ...]] = {}
     for b in range(batch_size):
@@ -156,6 +161,8 @@ def nema_iec(
         act, att, lab = cache[key]
         activity[b, 0] = act.to(device=dev, dtype=dtype)
         mu[b, 0] = att.to(device=dev, dtype=dtype)
+        # From μ in the output dtype, so that a water voxel is exactly 0 HU there.
+        ct_hu[b, 0] = mu_to_ct_hu(mu[b, 0], energy_kev)
         labels[b, 0] = lab.to(device=dev)
 
     info = {
@@ -168,7 +175,7 @@ def nema_iec(
         "background": background,
         "energy_kev": float(energy_kev),
     }
-    return Phantom(activity, mu, grid, labels, dict(LABELS), info)
+    return Phantom(activity, mu, grid, labels, dict(LABELS), info, ct_hu=ct_hu)
 
 
 def _check_ratio(ratio) -> list[float]:

@@ -68,7 +68,9 @@ CLAIMS = [
 @dataclass(frozen=True)
 class MethodConfig(Section):
     """One network of the comparison: its input channels and its changes to the shared ``train``
-    config (deep-merged), e.g. another model or loss."""
+    config: deep-merged, except that a ``loss`` with its own ``study`` or ``terms``, or a ``model``
+    of another name, given here replaces
+    the shared one whole (a baseline's L1 is not the U²-Net's lesion-attention loss with extra terms)."""
 
     channels: tuple[str, ...] = ("spect", "ct")
     train: dict[str, Any] = field(default_factory=dict)
@@ -96,10 +98,18 @@ class BoneSpectConfig(StudyConfig):
     train: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, MethodConfig] = field(default_factory=dict)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    patch_size: int = 128
+    slices_per_volume: int = 16
     batch_size_inference: int = 16
 
     def _check(self) -> None:
         super()._check()
+        from spectdl.training import TrainConfig
+
+        try:
+            TrainConfig.from_dict(self.train)
+        except ConfigError as exc:
+            raise ConfigError(f"train.{exc}") from None
         if "u2net" not in self.methods:
             raise ConfigError(f"methods: expected the method 'u2net' among {sorted(self.methods)}")
         for name, m in self.methods.items():
@@ -117,6 +127,11 @@ class BoneSpectConfig(StudyConfig):
         norm = {"inputs": ["mean", 1000.0][: len(m.channels)], "offsets": [0.0, 1000.0][: len(m.channels)],
                 "output": 0, "output_min": 0.0}
         raw = deep_merge(self.train, m.train)
+        for section in ("loss", "model"):
+            given = m.train.get(section) or {}
+            if (section == "loss" and {"study", "terms"} & set(given)) or \
+                    (section == "model" and given.get("name") not in (None, self.train["model"]["name"])):
+                raw[section] = dict(m.train[section])
         raw = deep_merge(raw, {"seed": self.seed, "model": {"kwargs": {"in_channels": len(m.channels)}},
                                "checkpoint": {"metadata": {"normalization": norm, "channels": list(m.channels)}}})
         try:
@@ -138,7 +153,7 @@ def _datasets(cfg: BoneSpectConfig, recon: Optional[dict[str, str]]):
         m = cfg.methods[method]
         tc = cfg.train_config(method)
         norm = tc.checkpoint.metadata["normalization"]
-        size = int(cfg.train.get("patch_size", 64))
+        size = cfg.patch_size
         if cfg.data is not None:
             cols = tuple(COLUMNS[c] for c in m.channels)
             return tuple(ManifestDataset(cfg.data, split, mode="slices", input_columns=cols, seed=cfg.seed,
@@ -150,10 +165,12 @@ def _datasets(cfg: BoneSpectConfig, recon: Optional[dict[str, str]]):
         lesion = [v for k, v in labels.items() if k.startswith("lesion")]
         aug = [T.MaskFromLabels(lesion), T.NormalizeChannels(norm), T.RandomAxialSlice()]
         out = []
-        for split, extra in (("train", [T.RandomCrop(size), T.RandomFlip(axes=(0,))]), ("val", [])):
-            out.append(SimulatedDataset(recon["torso"], split, keys=("input", "target", "lesion_mask", "labels"),
+        for split, extra in (("train", [T.RandomCrop((size, size)), T.RandomFlip(axes=(0,))]),
+                             ("val", [T.CentreCrop((size, size))])):
+            out.append(SimulatedDataset(recon["torso"], split, keys=("input", "target", "labels"),
                                         input=[KEYS[c] for c in m.channels], target=[KEYS["target"]],
-                                        transform=T.Compose(aug + extra), seed=cfg.seed))
+                                        transform=T.Compose(aug + extra), seed=cfg.seed,
+                                        repeats=cfg.slices_per_volume if split == "train" else 1))
         return tuple(out)
 
     return make

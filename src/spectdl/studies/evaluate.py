@@ -23,7 +23,7 @@ from spectdl.data import load_manifest, read_image
 from spectdl.errors import InputError
 from spectdl.metrics.scoring import score_cases
 from spectdl.stats.paired import wilcoxon_test
-from spectdl.studies._io import atomic_write_text, write_json
+from spectdl.studies.runner import write_json, write_text as atomic_write_text
 
 #: The summary's metric names (``<m>_prediction`` ...), which the CLI prints.
 METRICS = ("psnr_db", "ssim", "nrmse", "mae")

@@ -61,7 +61,7 @@ def metrics_frame(rows: Sequence[Mapping[str, Any]]):
     """A checked long-format DataFrame of metric rows (module docstring)."""
     import pandas as pd
 
-    df = pd.DataFrame(list(rows))
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputError(f"metrics: rows lack the columns {missing}; expected at least {list(REQUIRED)}")
@@ -76,7 +76,7 @@ def metrics_frame(rows: Sequence[Mapping[str, Any]]):
 
 def write_metrics(run_dir: Path, rows) -> Path:
     """``run_dir/metrics.csv`` from rows (or a DataFrame), written atomically."""
-    df = rows if hasattr(rows, "to_csv") else metrics_frame(rows)
+    df = metrics_frame(rows)
     return write_text(Path(run_dir) / "metrics.csv", df.to_csv(index=False))
 
 

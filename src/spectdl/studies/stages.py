@@ -7,6 +7,7 @@ checkpoint, predictions are rewritten), and returns a small JSON-able record of 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass, field
@@ -121,9 +122,10 @@ def train_methods(folder: Path, methods: Mapping[str, Any], data: Callable[[str]
     out = {}
     for name, cfg in methods.items():
         train, val = data(name)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet("lightning.pytorch", "lightning.fabric"):
             warnings.filterwarnings("ignore", message=r"resume: no checkpoint")
             warnings.filterwarnings("ignore", category=UserWarning, module=r"lightning.*")
+            warnings.filterwarnings("ignore", message=r".*treespec.*")
             res = fit(cfg, train, val, folder / name, resume=True)
         history = folder / name / "history.csv"
         if res.history:
@@ -137,6 +139,23 @@ def train_methods(folder: Path, methods: Mapping[str, Any], data: Callable[[str]
             "history": str(history) if res.history else None,
         }
     return out
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """Lightning's start-up notices (GPU available, tips) at WARNING level for the block only."""
+    import logging
+
+    import lightning  # noqa: F401  (it sets its loggers' levels on import; set ours after that)
+
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for lg, _ in saved:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def save_volumes(path: Path, volumes: Mapping[str, torch.Tensor]) -> Path:
@@ -245,7 +264,8 @@ def nema_rows(images: Mapping[str, Mapping[str, torch.Tensor]], phantoms: Mappin
 
 def lesion_patches(images: Mapping[str, torch.Tensor], phantoms: Mapping[str, Any], *, size: int, lesion_label: str,
                    absent_label: str, seed: int) -> tuple[dict[str, list], dict[str, list]]:
-    """Axial patches (``size`` px) of every case's image centred on its hot lesions (signal present)
+    """Axial patches (``size`` px) of every case's image centred on its hot lesions (signal present;
+    ``info["lesion_centre_mm"]`` and ``info["lesion_hot"]`` of the phantom)
     and on as many voxels of ``absent_label`` tissue away from any lesion (signal absent, positions
     drawn with ``seed``); the same positions for every method, so their observers see the same task."""
     from spectdl.metrics.observer import extract_patches
@@ -258,7 +278,10 @@ def lesion_patches(images: Mapping[str, torch.Tensor], phantoms: Mapping[str, An
         lab = ph.labels[0, 0]
         lesion = lab == ph.label_names[lesion_label]
         shape = lab.shape
-        centres = [tuple(int(v) for v in c) for c in ph.info.get("hot_lesion_centres_vox", [])]
+        hot = ph.info.get("lesion_hot")
+        centres = [] if hot is None else [
+            _voxel(ph.grid, c) for c, h in zip(ph.info["lesion_centre_mm"][0].tolist(), hot[0].tolist())
+            if h and all(np.isfinite(c))]
         centres = [c for c in centres if all(half <= c[k] < shape[k] - half for k in (0, 1))]
         far = (lab == ph.label_names[absent_label]) & ~_dilate(lesion, size)
         far[:half], far[-half:], far[:, :half], far[:, -half:] = False, False, False, False

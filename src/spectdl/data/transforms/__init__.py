@@ -1,7 +1,7 @@
 """Replayable transforms for dict samples (see :mod:`spectdl.data.transforms.base`)."""
 
 from spectdl.data.transforms.base import MASK_KEYS, Compose, Deterministic, Transform, from_spec, replay
-from spectdl.data.transforms.crop import AxialSlice, Crop, RandomAxialSlice, RandomCrop
+from spectdl.data.transforms.crop import AxialSlice, CentreCrop, Crop, RandomAxialSlice, RandomCrop
 from spectdl.data.transforms.intensity import MaskFromLabels, MatchCounts, NormalizeChannels, NormalizeMean, Scale, Shift
 from spectdl.data.transforms.spatial import (
     Flip,
@@ -15,6 +15,7 @@ from spectdl.data.transforms.spatial import (
 
 __all__ = [
     "AxialSlice",
+    "CentreCrop",
     "Compose",
     "Crop",
     "Deterministic",

@@ -118,3 +118,18 @@ class RandomAxialSlice(Transform):
         if len(shape) != 3:
             raise InputError(f"RandomAxialSlice: needs 3-D tensors [C, x, y, z], found spatial shape {shape}")
         return AxialSlice(uniform_int(g, 0, shape[2] - 1), self.keys)
+
+
+class CentreCrop(Transform):
+    """The box of ``size`` at the centre of the sample (start ``(n − size) // 2`` on each axis);
+    e.g. validation patches of the size a fixed-input discriminator needs."""
+
+    def __init__(self, size: Sequence[int], keys: Sequence[str] | None = None):
+        self.size = _ints(size, "CentreCrop", "size", 1)
+        self.keys = keys_arg(keys)
+
+    def draw(self, sample, generator=None):
+        shape = spatial_dims(sample, selected(sample, self.keys, "CentreCrop"), "CentreCrop")
+        if len(shape) != len(self.size):
+            raise InputError(f"CentreCrop: a {len(self.size)}-D box for a {len(shape)}-D sample of shape {shape}")
+        return Crop([max(0, (n - s) // 2) for n, s in zip(shape, self.size)], self.size, self.keys)

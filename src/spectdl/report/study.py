@@ -1,0 +1,217 @@
+"""The report of any study run, rebuilt from its saved files (``spectdl report RUN_DIR``).
+
+It reads only what the run wrote: ``summary.json`` (the paper's claims and whether they hold),
+``paper.csv`` (the paper's numbers beside ours), ``metrics.csv`` (per-case values), the example
+slices ``evaluate/examples_*.npz``, the per-view deviances in ``summary.json`` and each method's
+training history. It draws the figures into ``figures/`` and writes a self-contained
+``report.html`` beside them (figures embedded as data URIs; nothing loads from the network).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from spectdl.errors import InputError
+from spectdl.io._atomic import atomic_write
+from spectdl.report import figures
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.holds{background:#e8f5e9}.fails{background:#fff3e0}.unknown{background:#eee}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}.note{color:#555;font-size:.9em}
+"""
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _p(p) -> str:
+    if p is None or (isinstance(p, float) and not np.isfinite(p)):
+        return "n/a"
+    return "&lt; 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr class='{classes[i] if classes else ''}'>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>"
+        for i, r in enumerate(rows))
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _boxplots(df, fig_dir: Path) -> list[tuple[str, Path]]:
+    """One box plot per (dataset, region, metric) of per-case image metrics, methods side by side,
+    each method tested against ``input`` with a paired Wilcoxon test."""
+    out = []
+    cases = df[df["case"] != "all"]
+    group_cols = [c for c in ("dataset", "region") if c in cases.columns]
+    for metric in ("psnr", "ssim"):
+        sub = cases[cases["metric"] == metric]
+        if sub.empty:
+            continue
+        for key, g in (sub.groupby(group_cols) if group_cols else [((), sub)]):
+            key = key if isinstance(key, tuple) else (key,)
+            wide = g.pivot_table(index="case", columns="method", values="value")
+            methods = ["input"] + [m for m in wide.columns if m != "input"] if "input" in wide.columns else list(wide.columns)
+            wide = wide[methods].dropna()
+            if len(wide) < 2 or len(methods) < 2:
+                continue
+            label = "_".join(str(k) for k in key if str(k) != "nan")
+            fig = figures.metric_boxplot(wide, methods, ylabel=metric.upper(), title=f"{metric.upper()} — {label}")
+            out.append((f"{metric.upper()} per case ({label}); p: paired Wilcoxon against the input",
+                        figures.save_png(fig, fig_dir / f"box_{metric}_{label}.png", overwrite=True)))
+    return out
+
+
+def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted((run_dir / "evaluate").glob("examples_*.npz")):
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        for case in sorted({k.split("/")[0] for k in arrays}):
+            imgs = {k.split("/")[1]: v for k, v in arrays.items() if k.startswith(case + "/")}
+            order = [m for m in ("truth", "reference", "input") if m in imgs] + \
+                    [m for m in imgs if m not in ("truth", "reference", "input")]
+            shown = {m: imgs[m] for m in order}
+            ref = shown.get("reference")
+            fig = figures.image_grid(shown, vmin=0.0, vmax=float(np.percentile(ref, 99.8)) if ref is not None else None,
+                                     ncols=min(5, len(shown)), suptitle=f"case {case}: central axial slice")
+            out.append((f"case {case}: every method on the same window", figures.save_png(
+                fig, fig_dir / f"images_{case}.png", overwrite=True)))
+            if ref is not None:
+                diffs = {f"{m} − reference": shown[m] - ref for m in order if m not in ("reference", "truth")}
+                lim = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
+                fig = figures.image_grid(diffs, vmin=-lim, vmax=lim, cmap="RdBu_r", ncols=min(5, len(diffs)),
+                                         suptitle=f"case {case}: difference from the standard scan")
+                out.append((f"case {case}: difference images (method − standard scan)", figures.save_png(
+                    fig, fig_dir / f"difference_{case}.png", overwrite=True)))
+    return out
+
+
+def _consistency(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
+    from spectdl.report.consistency import residual_per_view_figure
+
+    out = []
+    for data_name, per_view in (summary.get("consistency_per_view") or {}).items():
+        n = len(next(iter(per_view.values())))
+        angles = np.arange(n) * 360.0 / n
+        path = residual_per_view_figure({m: np.asarray(v, dtype=float) for m, v in per_view.items()}, angles,
+                                        fig_dir / f"consistency_{data_name}.png", overwrite=True,
+                                        title=f"Poisson deviance per count, per view, against the {data_name} scan")
+        out.append((f"Data consistency: each image forward projected with the study's system model, "
+                    f"deviance per count against the measured {data_name}-scan projections (mean over cases)", path))
+    return out
+
+
+def _training(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    curves = {m: info.get("history") for m, info in (summary.get("training") or {}).items() if info.get("history")}
+    curves = {m: pd.read_csv(p) for m, p in curves.items() if Path(p).is_file()}
+    if not curves:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    for m, h in curves.items():
+        for col, style in (("train_loss", "-"), ("val_loss", "--")):
+            if col in h.columns:
+                ax.plot(h["epoch"] + 1, h[col], style, label=f"{m} {col.split('_')[0]}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return [("Training and validation loss per epoch", figures.save_png(fig, fig_dir / "training.png", overwrite=True))]
+
+
+def build_study_report(run_dir: str | os.PathLike) -> Path:
+    """Write ``figures/*.png`` and ``report.html`` for a study run folder; returns the HTML path."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    for name in ("summary.json", "paper.csv", "metrics.csv"):
+        if not (run_dir / name).is_file():
+            raise InputError(f"run_dir: {run_dir} has no {name}; expected a finished `spectdl study run` folder")
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    paper = pd.read_csv(run_dir / "paper.csv", keep_default_na=False, na_values=[""])
+    df = pd.read_csv(run_dir / "metrics.csv", dtype={"case": str}, keep_default_na=False, na_values=[""])
+    env = json.loads((run_dir / "environment.json").read_text()) if (run_dir / "environment.json").is_file() else {}
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+
+    claims = summary.get("claims", [])
+    n_hold = sum(1 for c in claims if c.get("holds"))
+    parts = [f"<h1>{html.escape(summary.get('study', 'study'))}: {n_hold} of {len(claims)} claims of the paper hold</h1>",
+             f"<p class='note'>Run {html.escape(run_dir.name)}; scale {html.escape(str(env.get('scale', summary.get('scale', ''))))}; "
+             f"{summary.get('n_cases', '?')} held-out cases. Every number below is computed from metrics.csv.</p>"]
+    rows, classes = [], []
+    for c in claims:
+        state = {True: "holds", False: "does not hold", None: "not measured"}[c.get("holds")]
+        classes.append({True: "holds", False: "fails", None: "unknown"}[c.get("holds")])
+        rows.append([html.escape(c["text"]), state, _fmt(c.get("mean_method")), _fmt(c.get("mean_baseline")),
+                     _fmt(c.get("mean_difference")), str(c.get("n", 0)), _p(c.get("p_value"))])
+    parts.append("<h2>The paper's claims</h2>")
+    parts.append(_table(["claim", "here", "method (mean)", "baseline (mean)", "difference", "n", "Wilcoxon p"],
+                        rows, classes))
+    parts.append("<h2>The paper's numbers and ours</h2>")
+    prow = []
+    for _, r in paper.iterrows():
+        prow.append([html.escape(str(r["table"])), html.escape(str(r["metric"])), html.escape(str(r["method"])),
+                     html.escape(str(r.get("where") or "")), _fmt(r["paper_value"]),
+                     _fmt(None if pd.isna(r["our_value"]) else float(r["our_value"]))])
+    parts.append(_table(["table", "metric", "method", "selection", "paper", "ours"], prow))
+    regions = summary.get("regions") or {}
+    if regions:
+        parts.append("<p class='note'>Regions: " + "; ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}"
+                                                          for k, v in regions.items()) + ".</p>")
+    conv = summary.get("conventions")
+    if conv:
+        parts.append(f"<p class='note'>Metric conventions: {html.escape(json.dumps(conv))}.</p>")
+
+    sections = [("Images", _image_grids(run_dir, fig_dir)), ("Per-case metrics", _boxplots(df, fig_dir)),
+                ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir))]
+    for title, figs in sections:
+        if figs:
+            parts.append(f"<h2>{html.escape(title)}</h2>")
+            parts.extend(f"<p>{html.escape(caption)}</p>{_img(path, caption)}" for caption, path in figs)
+    set_level = df[df["case"] == "all"]
+    if not set_level.empty:
+        parts.append("<h2>Set-level figures</h2>")
+        cols = [c for c in ("dataset", "method", "metric", "value", "ci_low", "ci_high") if c in set_level.columns]
+        parts.append(_table(cols, [[_fmt(v) for v in row] for row in set_level[cols].itertuples(index=False)]))
+    stages = env.get("stages") or {}
+    if stages:
+        parts.append("<h2>Run</h2>")
+        parts.append(_table(["stage", "wall time (s)"], [[html.escape(k), f"{v.get('wall_s', 0):.1f}"]
+                                                          for k, v in stages.items()]))
+        parts.append(f"<p class='note'>versions {html.escape(json.dumps(env.get('versions', {})))}; "
+                     f"git {html.escape(str(env.get('git_commit')))}; device {html.escape(str(env.get('device')))}</p>")
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(summary.get('study', ''))}"
+            f" report</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = run_dir / "report.html"
+    atomic_write(out, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"), overwrite=True)
+    return out
