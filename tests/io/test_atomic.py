@@ -3,7 +3,7 @@ import os
 import pytest
 
 from spectdl.errors import InputError
-from spectdl.io._atomic import atomic_write
+from spectdl.io.atomic import atomic_write
 
 
 def test_atomic_write_gives_normal_permissions_and_refuses_overwrite(tmp_path):

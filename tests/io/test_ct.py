@@ -197,7 +197,8 @@ def test_mu_to_ct_hu_round_trip_over_the_model_range_and_break_point():
     from spectdl.io.ct import mu_to_ct_hu
 
     hu = torch.linspace(-1000.0, 3071.0, 4072, dtype=torch.float64)
-    hu = torch.cat([hu, torch.tensor([break_point_hu(120) + d for d in (-1e-6, 0.0, 1e-6)], dtype=torch.float64)])
+    near_bp = [break_point_hu(120) + d for d in (-1e-6, 0.0, 1e-6)]
+    hu = torch.cat([hu, torch.tensor(near_bp, dtype=torch.float64)])
     mu = ct_to_mu(hu, 140.0, 120)
     assert torch.allclose(mu_to_ct_hu(mu, 140.0, kvp=120.0), hu, rtol=0.0, atol=1e-6)
     mu2 = torch.linspace(0.0, float(mu.max()), 997, dtype=torch.float64)

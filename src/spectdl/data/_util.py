@@ -54,7 +54,7 @@ def json_bytes(obj: Any) -> bytes:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
-    from spectdl.io._atomic import atomic_write
+    from spectdl.io.atomic import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), overwrite=True)
 

@@ -70,8 +70,19 @@ class ManifestDataset(SeededDataset):
         dtype: torch.dtype = torch.float32,
         record_params: bool = False,
         normalize: str | None = None,
+        normalization: Any = None,
+        target_statistic: str | None = "mean",
     ):
         super().__init__(transform, seed, record_params)
+        if normalization is not None:
+            from spectdl.data.normalization import Normalization
+
+            if normalize is not None:
+                raise InputError("normalize, normalization: give one of them, not both")
+            if not isinstance(normalization, Normalization):
+                normalization = Normalization.from_meta({"normalization": normalization}, where="normalization")
+        self.volume_normalization = normalization
+        self.target_statistic = target_statistic
         if normalize is not None and normalize not in VOLUME_STATISTICS[1:]:
             raise InputError(f"normalize: expected one of {VOLUME_STATISTICS[1:]} or None, found {normalize!r}")
         self.normalize = normalize
@@ -156,6 +167,18 @@ class ManifestDataset(SeededDataset):
                 raise InputError(f"case {case.case_id}: the {self.normalize} of {first!r} is {s}; cannot normalise")
             for col in dict.fromkeys([first, "target"]):
                 images[col] = images[col].to(torch.float32) / s
+        if self.volume_normalization is not None:
+            # The whole volume's divisors and offsets, exactly as spectdl.inference will apply them;
+            # the target by its own statistic (the bone SPECT recipe) unless target_statistic is None.
+            cols = list(self.input_columns)
+            x, scales = self.volume_normalization.apply(torch.stack([images[c].to(torch.float32) for c in cols]))
+            for c, channel in zip(cols, x):
+                images[c] = channel
+            t = volume_statistic(images["target"], self.target_statistic) if self.target_statistic else scales[
+                self.volume_normalization.output or 0]
+            if not t > 0:
+                raise InputError(f"case {case.case_id}: the {self.target_statistic} of 'target' is {t}; cannot normalise")
+            images["target"] = images["target"].to(torch.float32) / t
         for col in self.columns:
             if col not in images and col in _MASKS:
                 dtype = torch.int64 if col == "organ_labels" else torch.float32
@@ -172,6 +195,8 @@ class ManifestDataset(SeededDataset):
     @property
     def normalization(self) -> dict | None:
         """The checkpoint metadata that makes :mod:`spectdl.inference` scale inputs as this dataset does."""
+        if self.volume_normalization is not None:
+            return self.volume_normalization.to_meta()
         if self.normalize is None:
             return None
         return {"inputs": [self.normalize], "output": 0}

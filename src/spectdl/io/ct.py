@@ -87,7 +87,8 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
     return torch.where(h <= bp, soft, bone).clamp_min(0.0)
 
 
-def _bilinear(energy_kev: float, kvp: float, ct_effective_kev: float | None) -> tuple[float, float, float, float]:
+def _bilinear(energy_kev: float, kvp: float,
+              ct_effective_kev: float | None) -> tuple[float, float, float, float]:
     """``(μ_w, BP, μ(BP), slope above BP in cm⁻¹/HU)`` of the bilinear model (module docstring)."""
     e = float(energy_kev)
     e_ct = ct_effective_energy_kev(kvp) if ct_effective_kev is None else float(ct_effective_kev)

@@ -44,7 +44,7 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.io import _dicom as dcm
-from spectdl.io._atomic import atomic_write
+from spectdl.io.atomic import atomic_write
 from spectdl.io.volume import Volume, check_affine
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from spectdl.errors import InputError, require
-from spectdl.io._atomic import atomic_write
+from spectdl.io.atomic import atomic_write
 from spectdl.io.volume import Volume, check_affine
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -6,11 +6,11 @@ Spatial order (x, y, z): +x is the patient's left, +y anterior, +z superior (hea
 ``z = 0`` at the grid's centre, voxel ``i`` of ``n`` centred at ``(i − (n − 1)/2)·size``. The body
 axis is the grid's z axis.
 
-The craniocaudal layout is compact: the lower thorax (lung bases, ribs 12 down to 8 or 9, the lower
+The craniocaudal layout is compact: the lower thorax (lung bases, ribs 12 to 9, the lower
 sternum), the lumbar spine, the pelvis and the hips fit ``z ∈ [−118, +118]`` (a 24 cm SPECT field of
 view). Axial distances between landmarks are therefore about 0.65–0.8 of adult ones (vertebral pitch
 24 mm lumbar and 21 mm thoracic instead of about 37 and 27 mm), while the cross-sectional sizes are
-adult. The grid must hold that range and the widest body (|x| ≤ 200, −113 ≤ y ≤ 125), else
+adult. The grid must hold that range and the largest body (|x| ≤ 200, |y| ≤ 127), else
 ``GeometryError``; on taller grids the spine, ribs, sternum, lungs and femoral shafts continue and the
 body keeps its end cross-sections (no arms, no separate thighs).
 
@@ -27,12 +27,13 @@ Anatomy (per-sample scales ``w``, ``d`` ∈ U(0.87, 1.13) of the body's width an
   (lordosis depth L ∈ U(8, 24) mm, flat above T12). Each vertebra is tilted to the curve's tangent:
   a body (elliptic cylinder, semi-axes 22 × 16 mm, height 18 mm lumbar; 17 × 14, 16 mm thoracic), a
   neural arch (elliptic ring around the canal), transverse processes (ellipsoid, 2 × 40·s mm
-  lumbar, 2 × 30·s thoracic) and a spinous process (tip 37 mm behind the body).
+  lumbar, 2 × 30·s thoracic) and a spinous process (its tip B + 37 mm behind the body's centre).
 * Sacrum: ellipsoid (semi-axes 48·s × 13 × 32.5 mm) from S1 (0, y_back + 60, −40) tilted back to
   (0, y_back + 35, −100).
 * Pelvis: the iliac wings are one ellipsoidal shell 10 mm thick, outer semi-axes
-  (130·s, 70, 99) about (0, y_back + 110, −10), kept for −81 ≤ z ≤ −10 (the iliac crest),
-  y ≤ y_back + 135 and |x| ≥ 32·s; acetabula (spherical shells R + 2 … R + 11 over the
+  (130·s, 70, 99) about (0, y_back + 110, −10), kept from z = −81 up to the iliac crest (arched:
+  z = −10 at |x| = 104·s, about 17 mm lower at the sacro-iliac joints), for y ≤ y_back + 135 and
+  |x| ≥ 32·s; acetabula (spherical shells R + 2 … R + 11 over the
   superomedial hemisphere of each femoral head), superior and inferior pubic rami and ischia (round
   bars, radius 8–10 mm) meeting at the symphysis (0, y_back + 150, −99).
 * Femora: heads (spheres of radius R ∈ U(21, 25) mm at (±88·s, y_back + 110, −93)), necks and
@@ -55,18 +56,18 @@ Where regions overlap, later entries win: body < lung < kidney < bladder < bone.
 
 Activity (relative concentration, soft tissue = 1) and attenuation
 -----------------------------------------------------------------
-============  ======================  ====================  =====================
-label (value)  activity                material (μ)          default range
-============  ======================  ====================  =====================
-outside (0)   0                       air (0)
-soft_tissue 1  1                       water                 —
-bone (2)      ``bone_uptake``         cortical bone ICRU-44  U(4, 8)
-kidney (3)    ``kidney_uptake``       water                 U(2, 4)
-bladder (4)   ``bladder_uptake``      water (urine)         U(10, 30)
-lung (5)      ``lung_uptake``         lung (0.30 g/cm³)      0.3
-lesion (6)    ``k ×`` bone (hot),     the tissue it lies in  k ∈ U(2, 5)
-              bone ``/ k`` (cold)
-============  ======================  ====================  =====================
+===============  =========================  ======================  ====================
+label (value)    activity                   material of μ           default (per sample)
+===============  =========================  ======================  ====================
+outside (0)      0                          air (μ = 0)
+soft_tissue (1)  1                          water
+bone (2)         ``bone_uptake``            cortical bone, ICRU-44  U(4, 8)
+kidney (3)       ``kidney_uptake``          water                   U(2, 4)
+bladder (4)      ``bladder_uptake``         water (urine)           U(10, 30)
+lung (5)         ``lung_uptake``            lung, 0.30 g/cm³        0.3
+lesion (6)       hot ``k``·bone, cold       unchanged (the tissue   k ∈ U(2, 5)
+                 bone/``k``                 the lesion lies in)
+===============  =========================  ======================  ====================
 
 μ (cm⁻¹) at ``energy_kev`` from :func:`spectdl.materials.mu_per_cm`; ``Phantom.ct_hu`` is
 :func:`spectdl.io.ct.mu_to_ct_hu` of it (120 kVp: water 0 HU, lung about −700, bone about +1590,
@@ -81,7 +82,9 @@ weights spine 0.38, pelvis 0.27, ribs 0.17, femora 0.10, sternum 0.08 (a point o
 or pedicle, iliac wing, sacrum, acetabular roof, rib, femoral head, neck or trochanter, sternum)
 inside the field of view. A hot lesion has ``k × bone_uptake`` over its whole ellipsoid inside the
 body ("in or on bone"); a cold one ``bone_uptake / k`` over the bone inside it. Lesions do not change
-μ. Later lesions win where two overlap.
+μ. Later lesions win where two overlap. The anatomy drawn from a seed does not depend on the lesion
+arguments (``lesions=0`` gives the same body without lesions); lesion positions are kept 8 mm inside
+the grid's axial field of view, so they depend on it.
 
 Rendering and labels
 --------------------
@@ -129,9 +132,9 @@ _BODY_LEVELS = ((-130.0, 170.0, 100.0), (-70.0, 175.0, 105.0), (-20.0, 160.0, 10
                 (40.0, 145.0, 100.0), (120.0, 150.0, 100.0))
 _BACK_MM = 100.0
 _SCALE = (0.87, 1.13)
-_NEED_HALF_MM = (max(a for _, a, _ in _BODY_LEVELS) * _SCALE[1] + 2.0,
-                 max(2 * b * _SCALE[1] - _BACK_MM * _SCALE[1] for _, _, b in _BODY_LEVELS) + 2.0,
-                 118.0)
+# Half fields of view the grid must hold: the widest body (175·1.13 mm) and the deepest
+# (back at −113, front at −113 + 2·105·1.13 = 124.3 mm) with a 2 mm margin, and the hips to the kidneys.
+_NEED_HALF_MM = (200.0, 127.0, 118.0)
 
 _Z_FH = -93.0  # femoral head centres
 _Z_CREST = -10.0  # iliac crest
@@ -182,7 +185,7 @@ def bone_torso(
 
     Args:
         grid: 3-D grid, default ``VoxelGrid((128, 128, 64), 4.0)`` (512 × 512 × 256 mm). It must span
-            at least 400 × 253 × 236 mm (x, y, z) about its centre, else ``GeometryError``.
+            at least 400 × 254 × 236 mm (x, y, z) about its centre, else ``GeometryError``.
         batch_size: number of phantoms ``B``.
         lesions: number of lesions per sample, uniform in ``[low, high]`` (integers ≥ 0, or one).
         cold_lesion_fraction: probability that a lesion is cold, in [0, 1].
@@ -282,22 +285,25 @@ def bone_torso(
     activity, mu, labels, lesion_mask, lesion_fraction = (torch.stack(t)[:, None] for t in zip(*outputs))
     ct_hu = mu_to_ct_hu(mu, energy_kev)
 
-    nan3 = [float("nan")] * 3
-    def lesion_field(key, pad):
-        return [[les[j][key] if j < len(les) else pad for j in range(n_hi)] for les in per_lesion]
-
     f64 = torch.float64
+
+    def lesion_field(key, pad, dtype=f64, width=None):
+        """``[B, L]`` (or ``[B, L, width]``) of one lesion property, padded with ``pad``."""
+        rows = [[les[j][key] if j < len(les) else pad for j in range(n_hi)] for les in per_lesion]
+        return torch.tensor(rows, dtype=dtype).reshape(batch_size, n_hi, *(() if width is None else (width,)))
+
+    nan, nan3 = float("nan"), [float("nan")] * 3
     info = {
         "seeds": seeds,
         "lesion_mask": lesion_mask,
         "lesion_fraction": lesion_fraction,
         "n_lesions": count,
-        "lesion_centre_mm": torch.tensor(lesion_field("centre", nan3), dtype=f64).reshape(batch_size, n_hi, 3),
-        "lesion_semi_axes_mm": torch.tensor(lesion_field("semi", nan3), dtype=f64).reshape(batch_size, n_hi, 3),
-        "lesion_contrast": torch.tensor(lesion_field("contrast", float("nan")), dtype=f64).reshape(batch_size, n_hi),
-        "lesion_activity": torch.tensor(lesion_field("activity", float("nan")), dtype=f64).reshape(batch_size, n_hi),
-        "lesion_hot": torch.tensor(lesion_field("hot", False), dtype=torch.bool).reshape(batch_size, n_hi),
-        "lesion_site": torch.tensor(lesion_field("site", -1), dtype=torch.int64).reshape(batch_size, n_hi),
+        "lesion_centre_mm": lesion_field("centre", nan3, width=3),
+        "lesion_semi_axes_mm": lesion_field("semi", nan3, width=3),
+        "lesion_contrast": lesion_field("contrast", nan),
+        "lesion_activity": lesion_field("activity", nan),
+        "lesion_hot": lesion_field("hot", False, torch.bool),
+        "lesion_site": lesion_field("site", -1, torch.int64),
         "lesion_site_names": LESION_SITES,
         "width_scale": p["width"],
         "depth_scale": p["depth"],
@@ -422,8 +428,8 @@ class _Anatomy:
             bone.append(_capsule(H, N, 14.0))
             bone.append(_ellipsoid(T, (13.0, 18.0, 20.0)))
             bone.append(_capsule(N, [side * 110.0 * s, yb + 112.0, _Z_FH - 330.0], 14.0))
-            bone.append(_capsule([side * 68.0 * s, yb + 128.0, _Z_FH - 7.0], [side * 9.0, yb + 150.0, _Z_FH - 6.0],
-                                 9.0))
+            symphysis = [side * 9.0, yb + 150.0, _Z_FH - 6.0]
+            bone.append(_capsule([side * 68.0 * s, yb + 128.0, _Z_FH - 7.0], symphysis, 9.0))
             ischial = [side * 50.0 * s, yb + 95.0, _Z_FH - 20.0]
             bone.append(_capsule([side * 9.0, yb + 150.0, _Z_FH - 10.0], ischial, 8.0))
             bone.append(_capsule(ischial, [side * 80.0 * s, yb + 100.0, _Z_FH - 2.0], 10.0))
@@ -431,7 +437,8 @@ class _Anatomy:
         # Sternum, 28 mm inside the front skin of the thorax
         _, b_th = _level(120.0)
         self.sternum_y = yb + 2.0 * b_th * d - 28.0
-        bone.append(_elliptic_cylinder([0.0, self.sternum_y, _Z_XIPHOID + 150.0], _IDENTITY, 15.0 * s, 6.0, 150.0))
+        sternum = [0.0, self.sternum_y, _Z_XIPHOID + 150.0]
+        bone.append(_elliptic_cylinder(sternum, _IDENTITY, 15.0 * s, 6.0, 150.0))
         self.bone = bone
 
         # Organs
@@ -507,21 +514,23 @@ class _Anatomy:
                 return site, self.rib_point(rib, lo + u[0] * (hi - lo))
             site = 0
         if LESION_SITES[site] == "sternum":
-            lo, hi = max(_Z_XIPHOID + 6.0, z_lo), z_hi
+            lo, hi = max(_Z_XIPHOID + 6.0, z_lo), min(z_hi, _Z_XIPHOID + 294.0)
             if hi > lo:
                 return site, [0.0, self.sternum_y, lo + u[0] * (hi - lo)]
             site = 0
         if LESION_SITES[site] == "pelvis":
             if part < 0.55:
                 _, yc, zc, A, Bp, C = self.bowl
-                z = _Z_FH + 22.0 + u[0] * (_Z_CREST - 6.0 - _Z_FH - 22.0)
+                # below the crest's lowest point over the wing (about −27 mm at |x| = 40)
+                z = _Z_FH + 22.0 + u[0] * (_Z_CREST - 25.0 - _Z_FH - 22.0)
                 f = math.sqrt(max(1.0 - ((z - zc) / (C - 5.0)) ** 2, 0.0))
                 psi = 0.45 + 1.45 * u[1]
                 y = min(yc - (Bp - 5.0) * f * math.cos(psi), self.y_back + 130.0)
                 return site, [side * (A - 5.0) * f * math.sin(psi), y, z]
             if part < 0.8:
                 c, (e1, _, e3) = self.sacrum
-                return site, _add(c, (0.6 * 48.0 * self.s * (2 * u[0] - 1), e1), (0.6 * 32.5 * (2 * u[1] - 1), e3))
+                return site, _add(c, (0.6 * 48.0 * self.s * (2 * u[0] - 1), e1),
+                                  (0.6 * 32.5 * (2 * u[1] - 1), e3))
             H, _, _, n = self.femur[0 if side > 0 else 1]
             return site, _add(H, (self.R + 6.5, n))
         if LESION_SITES[site] == "femur":
@@ -537,7 +546,8 @@ class _Anatomy:
         if part < 0.7:
             return 0, _add(c, (0.6 * A * (2 * u[0] - 1), e1), (0.6 * B * (2 * u[1] - 1), e2),
                            (0.6 * h * (2 * u[2] - 1), e3))
-        return 0, _add(c, (11.0 if u[0] > 0.5 else -11.0, e1), (-(B + 5.0), e2), (0.5 * h * (2 * u[2] - 1), e3))
+        return 0, _add(c, (11.0 if u[0] > 0.5 else -11.0, e1), (-(B + 5.0), e2),
+                       (0.5 * h * (2 * u[2] - 1), e3))
 
 
 def _place_lesions(anat: _Anatomy, raw: torch.Tensor, count: int, contrast, diameter, cold_fraction: float,
@@ -546,8 +556,9 @@ def _place_lesions(anat: _Anatomy, raw: torch.Tensor, count: int, contrast, diam
     out = []
     for j in range(count):
         r = dict(zip(_PER_LESION, raw[j].tolist()))
-        site = min(next((i for i, c in enumerate(cum) if r["site"] < c), len(cum) - 1), len(cum) - 1)
-        site, centre = anat.lesion_centre(site, r["which"], r["part"], (r["u1"], r["u2"], r["u3"]), z_lo, z_hi)
+        site = next((i for i, c in enumerate(cum) if r["site"] < c), len(cum) - 1)
+        site, centre = anat.lesion_centre(site, r["which"], r["part"], (r["u1"], r["u2"], r["u3"]),
+                                          z_lo, z_hi)
         radius = (diameter[0] + (diameter[1] - diameter[0]) * r["size"]) / 2.0
         semi = [min(max(radius * (1.0 + 0.25 * (2 * r[k] - 1)), diameter[0] / 2.0), diameter[1] / 2.0)
                 for k in ("semi_x", "semi_y", "semi_z")]
@@ -578,7 +589,8 @@ def _frame_box(c, frame, half_local):
 def _ellipsoid(c, semi, frame=None) -> Shape:
     if frame is None:
         def inside(X, Y, Z):
-            return ((X - c[0]) / semi[0]) ** 2 + ((Y - c[1]) / semi[1]) ** 2 + ((Z - c[2]) / semi[2]) ** 2 <= 1.0
+            q = ((X - c[0]) / semi[0]) ** 2 + ((Y - c[1]) / semi[1]) ** 2 + ((Z - c[2]) / semi[2]) ** 2
+            return q <= 1.0
 
         return tuple(ci - s for ci, s in zip(c, semi)), tuple(ci + s for ci, s in zip(c, semi)), inside
 
@@ -735,7 +747,8 @@ class _Canvas:
         X, Y, Z = self.axes
         a_z, b_z = _levels_t(Z)
         y_c = (b_z - _BACK_MM) * anat.d  # keeps the back at y_back whatever the depth b(z)
-        body = (X[:, None, None] / (a_z * anat.w)) ** 2 + ((Y[None, :, None] - y_c) / (b_z * anat.d)) ** 2 <= 1.0
+        body = ((X[:, None, None] / (a_z * anat.w)) ** 2
+                + ((Y[None, :, None] - y_c) / (b_z * anat.d)) ** 2 <= 1.0)
         code = body.to(torch.uint8)  # soft tissue = 1, outside = 0
         del body
         for value, shapes in ((_LUNG, anat.lungs), (_KIDNEY, anat.kidneys), (_BLADDER, anat.bladders),
@@ -748,7 +761,8 @@ class _Canvas:
                 view.masked_fill_(inside(*self._coords(sl)) & (view != 0), value)
 
         # uint8 counts: at most 4³ = 64 sub-samples per voxel
-        counts = [self._per_voxel_sum((code == c).to(torch.uint8), torch.uint8) for c in range(1, len(_TISSUES) + 1)]
+        counts = [self._per_voxel_sum((code == c).to(torch.uint8), torch.uint8)
+                  for c in range(1, len(_TISSUES) + 1)]
         activity = torch.zeros(counts[0].shape, dtype=dtype, device=self.device)
         mu = torch.zeros_like(activity)
         labels = torch.zeros(activity.shape, dtype=torch.int64, device=self.device)
@@ -769,7 +783,8 @@ class _Canvas:
             boxes = []
             for j, les in enumerate(lesions):
                 c, semi = les["centre"], les["semi"]
-                box = self._voxel_slices([ci - s for ci, s in zip(c, semi)], [ci + s for ci, s in zip(c, semi)])
+                box = self._voxel_slices([ci - r for ci, r in zip(c, semi)],
+                                         [ci + r for ci, r in zip(c, semi)])
                 boxes.append(box)
                 if box is None:
                     continue
@@ -791,9 +806,8 @@ class _Canvas:
                 activity[vox] += self._per_voxel_sum(delta) / self.n_sub
                 lesion_fraction[vox] += n_in.to(dtype) / self.n_sub
                 # the voxel this lesion fills most, so that a sub-voxel lesion still shows in the mask
-                flat = int(n_in.reshape(-1).argmax())
-                idx = torch.unravel_index(torch.tensor(flat), n_in.shape)
-                lesion_mask[vox][tuple(int(i) for i in idx)] = True
+                flat, (_, ny, nz) = int(n_in.reshape(-1).argmax()), n_in.shape
+                lesion_mask[vox][flat // (ny * nz), (flat // nz) % ny, flat % nz] = True
             lesion_mask |= lesion_fraction >= 0.5
             labels[lesion_mask] = LABELS["lesion"]
         return activity.clamp_min(0.0), mu, labels, lesion_mask, lesion_fraction

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from spectdl.errors import InputError, require
-from spectdl.io._atomic import _umask
+from spectdl.io.atomic import _umask
 from spectdl.stats import BlandAltmanResult, RocResult, bland_altman, paired_test
 from spectdl.stats._data import as_vector, column, column_names, is_table
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spectdl.errors import InputError
-from spectdl.io._atomic import atomic_write
+from spectdl.io.atomic import atomic_write
 from spectdl.report import figures
 
 _CSS = """
@@ -96,7 +96,7 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
             shown = {m: imgs[m] for m in order}
             ref = shown.get("reference")
             fig = figures.image_grid(shown, vmin=0.0, vmax=float(np.percentile(ref, 99.8)) if ref is not None else None,
-                                     ncols=min(5, len(shown)), suptitle=f"case {case}: central axial slice")
+                                     ncols=min(5, len(shown)), suptitle=f"case {case}: axial slice")
             out.append((f"case {case}: every method on the same window", figures.save_png(
                 fig, fig_dir / f"images_{case}.png", overwrite=True)))
             if ref is not None:
@@ -160,13 +160,18 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
     paper = pd.read_csv(run_dir / "paper.csv", keep_default_na=False, na_values=[""])
     df = pd.read_csv(run_dir / "metrics.csv", dtype={"case": str}, keep_default_na=False, na_values=[""])
     env = json.loads((run_dir / "environment.json").read_text()) if (run_dir / "environment.json").is_file() else {}
+    scale = ""
+    if (run_dir / "config.yaml").is_file():
+        import yaml
+
+        scale = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("scale", "")
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
 
     claims = summary.get("claims", [])
     n_hold = sum(1 for c in claims if c.get("holds"))
     parts = [f"<h1>{html.escape(summary.get('study', 'study'))}: {n_hold} of {len(claims)} claims of the paper hold</h1>",
-             f"<p class='note'>Run {html.escape(run_dir.name)}; scale {html.escape(str(env.get('scale', summary.get('scale', ''))))}; "
+             f"<p class='note'>Run {html.escape(run_dir.name)}; scale {html.escape(str(scale))}; "
              f"{summary.get('n_cases', '?')} held-out cases. Every number below is computed from metrics.csv.</p>"]
     rows, classes = [], []
     for c in claims:

@@ -156,9 +156,10 @@ def _datasets(cfg: BoneSpectConfig, recon: Optional[dict[str, str]]):
         size = cfg.patch_size
         if cfg.data is not None:
             cols = tuple(COLUMNS[c] for c in m.channels)
+            extra = {"train": [T.RandomCrop((size, size)), T.RandomFlip(axes=(0,))], "val": [T.CentreCrop((size, size))]}
             return tuple(ManifestDataset(cfg.data, split, mode="slices", input_columns=cols, seed=cfg.seed,
-                                         transform=T.Compose([T.NormalizeChannels(norm)]))
-                         for split in ("train", "val"))
+                                         columns=("lesion_mask",), normalization=norm,
+                                         transform=T.Compose(extra[split])) for split in ("train", "val"))
         from spectdl.data.simulation import sample_phantom
 
         labels = sample_phantom(recon["torso"], 0).label_names
@@ -216,12 +217,19 @@ def _evaluate(folder, cfg, preds, tests, recon):
         ref = cases.by_case("target")
         phantoms = None if cfg.data is not None else stages.sample_phantoms(recon[name], cases)
         masks = stages.region_masks(cases, name, phantoms=phantoms, nema_slices=ev.nema_slices)
+        lesions = {"lesions": masks.pop("lesions")} if "lesions" in masks else {}
         out += stages.score_methods(images, ref, metrics=ev.metrics, convention=ev.convention, masks=masks,
                                     dataset=name)
+        # Inside lesions: intensity errors only (SSIM's 11-voxel window is larger than most lesions).
+        out += stages.score_methods(images, ref, metrics=[m for m in ev.metrics if m != "ssim"],
+                                    convention=ev.convention, masks=lesions, dataset=name) if lesions else []
+        masks.update(lesions)
         if phantoms is None:
             continue
         images = {"truth": cases.by_case("truth"), "reference": ref, **images}
-        extra[f"examples_{name}"] = str(stages.save_examples(folder / f"examples_{name}.npz", images, cases))
+        shown = {k: v for k, v in masks.items() if k != "volume"}
+        extra[f"examples_{name}"] = str(stages.save_examples(folder / f"examples_{name}.npz", images, cases,
+                                                             regions=shown))
         if name == "nema":
             out += stages.nema_rows(images, phantoms, cnr_threshold=ev.cnr_threshold, dataset=name)
             continue

@@ -22,6 +22,8 @@ from spectdl.errors import InputError
 from spectdl.studies.runner import write_json, write_text
 
 REQUIRED = ("case", "method", "metric", "value")
+#: Columns that say which value a row is (a claim pairs rows on them); the others carry values.
+KEY_COLUMNS = ("case", "dataset", "region", "level", "data", "against", "convention")
 _NAME = re.compile(r"^[a-z0-9_.+\-]+$")
 
 
@@ -122,12 +124,10 @@ def paper_table(df, values: Sequence[PaperValue]):
 
 def evaluate_claim(df, claim: Claim) -> dict[str, Any]:
     """``{text, holds, mean_method, mean_baseline, mean_difference, n, p_value}`` from the metric rows."""
-    keys = ["case", *claim.where.keys()]
-    extra = [c for c in df.columns if c not in (*REQUIRED, *claim.where.keys(), "convention")]
     a = _select(df, claim.metric, claim.method, claim.where)
     b = _select(df, claim.metric, claim.baseline, claim.where)
-    on = keys + [c for c in extra if c in a.columns and c in b.columns]
-    merged = a.merge(b, on=on, suffixes=("_m", "_b"))
+    on = [c for c in KEY_COLUMNS if c in df.columns]
+    merged = a[on + ["value"]].merge(b[on + ["value"]], on=on, suffixes=("_m", "_b"))
     d = (merged["value_m"] - merged["value_b"]).astype(float)
     d = d[d.map(math.isfinite)]
     out: dict[str, Any] = {"text": claim.text, "metric": claim.metric, "method": claim.method,

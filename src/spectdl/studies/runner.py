@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from spectdl.errors import ConfigError, InputError
-from spectdl.io._atomic import atomic_write
+from spectdl.io.atomic import atomic_write
 from spectdl.studies.config import config_differences, config_hash, resolve_config, study_config_file
 from spectdl.studies.registry import get_study
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from spectdl.errors import InputError
-from spectdl.io._atomic import atomic_write
+from spectdl.io.atomic import atomic_write
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,14 +400,21 @@ def region_masks(cases: CaseSet, dataset: str, *, phantoms: Mapping[str, Any] | 
 
 
 def save_examples(path: Path, images: Mapping[str, Mapping[str, torch.Tensor]], cases: CaseSet,
-                  n_cases: int = 2) -> Path:
-    """The central axial slice of the first ``n_cases`` cases of every method (``<case>/<method>``)
-    for the report's image grids and difference images."""
+                  n_cases: int = 2, regions: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> Path:
+    """One axial slice of the first ``n_cases`` cases of every method (``<case>/<method>``) for the
+    report's image grids and difference images: the centre of the case's first region (the sphere
+    plane, a lesion), else the central slice."""
     out = {}
     for c in cases.ids[:n_cases]:
+        z = None
+        for by_case in (regions or {}).values():
+            if c in by_case and bool(by_case[c].any()):
+                zs = torch.nonzero(by_case[c].reshape(by_case[c].shape[-3:]).any(0).any(0)).flatten()
+                z = int(zs[len(zs) // 2])
+                break
         for method, by_case in images.items():
             v = by_case[c].reshape(by_case[c].shape[-3:])
-            out[f"{c}/{method}"] = v[..., v.shape[-1] // 2]
+            out[f"{c}/{method}"] = v[..., v.shape[-1] // 2 if z is None else z]
     return save_volumes(path, out)
 
 
