@@ -147,6 +147,11 @@ def test_bad_inputs_leave_no_run_folder(tmp_path):
     manifest.write_text("case_id,split,input,target\np1,train,a.npy,a.npy\n")
     with pytest.raises(InputError, match=r"no column \['ct'\]"):
         run_study("bone-spect", data=manifest, out=out)
-    with pytest.raises(InputError, match="lies inside"):
-        run_study("bone-spect", data=manifest, out=tmp_path)
-    assert not out.exists()
+    dicom = tmp_path / "ct_series"
+    dicom.mkdir()
+    manifest.write_text(f"case_id,split,input,target,ct\np1,train,a.npy,a.npy,{dicom.name}\n")
+    with pytest.raises(InputError, match="lies inside, the input"):
+        run_study("bone-spect", data=manifest, out=dicom / "results")
+    with pytest.raises(InputError, match="is not a folder"):
+        run_study("bone-spect", data=manifest, out=manifest)
+    assert not out.exists() and not (dicom / "results").exists()

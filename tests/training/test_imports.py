@@ -70,7 +70,7 @@ def test_training_uses_no_private_module_of_another_package():
 def test_the_checker_catches_what_it_should():
     assert _private_elsewhere("spectdl.data._util")
     assert _private_elsewhere("spectdl.data._util.read_yaml")
-    assert _private_elsewhere("spectdl.io.atomic")
+    assert _private_elsewhere("spectdl.io._dicom")
     assert not _private_elsewhere("spectdl.training._base")
     assert not _private_elsewhere("spectdl.typed_config")
     assert not _private_elsewhere("spectdl.__version__")

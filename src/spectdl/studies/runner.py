@@ -180,13 +180,24 @@ def latest_run(root: Path) -> Path | None:
 
 
 def _check_out(out: Path, inputs: Sequence[Path]) -> None:
+    """``out`` must be a folder (or not exist) and may not be, or lie inside, any input: a manifest
+    file, or a file or folder one of its cases reads."""
     if out.exists() and not out.is_dir():
         raise InputError(f"-o: {out} exists and is not a folder; expected a folder for the results")
     o = out.resolve()
+    paths: list[Path] = []
     for p in inputs:
-        p = Path(p).resolve()
-        base = p.parent if p.is_file() else p
-        if o == base or base in o.parents or o == p:
+        paths.append(Path(p))
+        if Path(p).is_file() and Path(p).suffix.lower() in (".csv", ".yaml", ".yml"):
+            try:
+                from spectdl.data import load_manifest
+
+                paths.extend(Path(v) for case in load_manifest(p).cases for v in case.paths.values())
+            except Exception:  # an unreadable manifest is reported, with its reasons, by the study's check
+                pass
+    for p in paths:
+        r = p.resolve()
+        if o == r or (r.is_dir() and r in o.parents):
             raise InputError(f"-o: {out} is, or lies inside, the input {p}; choose an output folder outside the inputs")
 
 
@@ -209,11 +220,11 @@ def run_study(name: str, *, scale: str = "smoke", config_file: str | Path | None
     cfg = resolve_config(study.config_class, study_config_file(name), scale=scale,
                          config_file=None if config_file is None else Path(config_file), overrides=overrides,
                          device=device, seed=seed, data=None if data_path is None else str(data_path))
+    root = Path(out) / name
+    _check_out(Path(out), [data_path] if data_path is not None else [])
     check = getattr(__import__(study.run.__module__, fromlist=["check_data"]), "check_data", None)
     if cfg.data is not None and check is not None:
         check(cfg)
-    root = Path(out) / name
-    _check_out(Path(out), [data_path] if data_path is not None else [])
     run_dir = latest_run(root) if resume else None
     resumed = run_dir is not None
     if run_dir is not None:
