@@ -107,3 +107,60 @@ def test_train_on_a_case_manifest_records_the_normalisation_that_enhance_applies
         expected = (model.eval()(x) * s)[:, 0].permute(1, 2, 0).numpy()
     got = nib.load(out).get_fdata()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def _one_line_error(argv, capsys, code=2):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["study", "run", "nope"], "unknown study 'nope'; expected one of ['bone-spect'"),
+    (["study", "run", "bone-spect", "--scale", "huge"], "--scale: 'huge'; expected one of"),
+    (["study", "run", "bone-spect", "--set", "evaluation.cnr=3"], "unknown key 'cnr' in evaluation"),
+    (["study", "run", "bone-spect", "--set", "evaluation.cnr_threshold=high"],
+     "evaluation.cnr_threshold: expected a float, found 'high'"),
+    (["study", "run", "bone-spect", "--device", "cuda:0"], "--device"),
+    (["study", "run", "bone-spect", "--device", "tpu"], "--device: 'tpu'"),
+])
+def test_study_run_bad_input_is_one_line_and_no_run_folder(tmp_path, capsys, argv, expected):
+    import torch
+
+    if "cuda:0" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = _one_line_error([*argv, "-o", str(tmp_path / "out")], capsys)
+    assert expected in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_study_list_names_every_study():
+    out = subprocess.run([sys.executable, "-m", "spectdl.cli", "study", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "bone-spect" in out.stdout and "1/7" in out.stdout
+
+
+def test_usage_errors_need_no_click_module():
+    # typer >= 0.29 carries its own click; a fresh install has no `click` at all.
+    code = ("import sys; sys.modules['click'] = None\n"
+            "from spectdl.cli import main\n"
+            "main(['demo', '--seed', 'abc'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "--seed" in out.stderr
+
+
+def test_an_unexpected_exception_is_one_line_naming_the_saved_traceback(tmp_path):
+    code = ("import sys; sys.modules['click'] = None\n"
+            "import spectdl.cli as c\n"
+            "def boom(run_dir): raise ZeroDivisionError('boom')\n"
+            "import spectdl.report.study as s; s.build_study_report = boom\n"
+            f"c.main(['report', {str(tmp_path)!r}])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert "bug in spectdl" in lines[0] and "ZeroDivisionError" in lines[0]
+    saved = lines[0].rsplit("traceback saved to ", 1)[1].strip()
+    assert "Traceback" in open(saved).read()

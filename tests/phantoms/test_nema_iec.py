@@ -136,3 +136,15 @@ def test_deterministic_jitter_and_batch_equivalence():
 def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         nema_iec(**kwargs)
+
+
+def test_sphere_circle_radius_is_a_parameter():
+    import torch
+
+    from spectdl.errors import InputError
+    from spectdl.phantoms import nema_iec
+
+    c = nema_iec(sphere_circle_radius_mm=50.0).info["sphere_centres_mm"][0]
+    assert torch.allclose(torch.linalg.norm(c[:, :2], dim=1), torch.full((6,), 50.0, dtype=c.dtype), atol=1e-9)
+    with pytest.raises(InputError, match="sphere_circle_radius_mm"):
+        nema_iec(sphere_circle_radius_mm=20.0)

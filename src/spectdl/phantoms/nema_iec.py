@@ -76,6 +76,7 @@ def nema_iec(
     background: float = 1.0,
     lung_activity: float = 0.0,
     jitter_mm: float = 0.0,
+    sphere_circle_radius_mm: float = SPHERE_CIRCLE_RADIUS_MM,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     energy_kev: float = 140.0,
@@ -98,6 +99,8 @@ def nema_iec(
         seed, generator: see :mod:`spectdl.phantoms.base`; unused when ``jitter_mm == 0``, except
             that ``info["seeds"]`` is still filled.
         energy_kev: photon energy of the attenuation map.
+        sphere_circle_radius_mm: radius of the circle of the sphere centres (NU 2: 57.2 mm); between
+            35 and 60 mm, so that the largest sphere clears the lung insert and the wall.
 
     Returns:
         :class:`Phantom` ``[B, 1, nx, ny, nz]``. ``info``: ``sphere_centres_mm [B, 6, 3]``,
@@ -108,6 +111,7 @@ def nema_iec(
     batch_size = check_batch_size(batch_size)
     dtype = check_dtype(dtype)
     ratios = _check_ratio(ratio)
+    ring = check_number("sphere_circle_radius_mm", sphere_circle_radius_mm, 35.0, 60.0)
     background = check_number("background", background, 0)
     lung_activity = check_number("lung_activity", lung_activity, 0)
     jitter = check_number("jitter_mm", jitter_mm, 0)
@@ -132,8 +136,8 @@ def nema_iec(
     angles = torch.deg2rad(120.0 - 60.0 * torch.arange(6, dtype=torch.float64))
     base_centres = torch.stack(
         [
-            SPHERE_CIRCLE_RADIUS_MM * torch.cos(angles),
-            SPHERE_CIRCLE_RADIUS_MM * torch.sin(angles),
+            ring * torch.cos(angles),
+            ring * torch.sin(angles),
             torch.full((6,), SPHERE_PLANE_Z_MM, dtype=torch.float64),
         ],
         -1,
