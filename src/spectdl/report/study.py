@@ -109,6 +109,62 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def _means_table(df) -> str:
+    """Mean (± SD) over cases of every per-case metric, one row per dataset/region and metric, one
+    column per method: the paper's tables, ablations included, at a glance."""
+    cases = df[df["case"] != "all"]
+    group_cols = [c for c in ("dataset", "region", "data") if c in cases.columns]
+    methods = list(dict.fromkeys(["truth", "reference", "input", *sorted(cases["method"].unique())]))
+    methods = [m for m in methods if m in set(cases["method"])]
+    rows = []
+    keys = group_cols + ["metric"]
+    for key, g in cases.groupby(keys, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if key[-1] in ("cnr",):
+            continue
+        stats = g.groupby("method")["value"].agg(["mean", "std", "count"])
+        cells = [" / ".join(str(k) for k in key[:-1] if str(k) not in ("nan", "None")), html.escape(str(key[-1]))]
+        for m in methods:
+            if m in stats.index:
+                r = stats.loc[m]
+                sd = "" if not np.isfinite(r["std"]) else f" ± {_fmt(float(r['std']))}"
+                cells.append(f"{_fmt(float(r['mean']))}{sd}")
+            else:
+                cells.append("")
+        rows.append(cells)
+    return _table(["selection", "metric", *methods], rows)
+
+
+def _regional(df, fig_dir: Path) -> list[tuple[str, Path]]:
+    """Line plots of metrics measured per named region (e.g. per NEMA sphere: SUVmax and SUVmean),
+    mean over cases, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "region" not in df.columns:
+        return []
+    out = []
+    sub = df[df["region"].astype(str).str.match(r"^sphere\d+$")]
+    for metric in ("suv_max", "suv_mean"):
+        g = sub[sub["metric"] == metric]
+        if g.empty:
+            continue
+        g = g.assign(size=g["region"].str[6:].astype(float))
+        fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=100)
+        for method, h in g.groupby("method"):
+            m = h.groupby("size")["value"].mean()
+            ax.plot(m.index, m.values, "o-" if method not in ("truth", "reference") else "s--", label=method)
+        ax.set_xlabel("sphere diameter (mm)")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        out.append((f"{metric.replace('_', ' ').upper()} per sphere (mean over phantoms)",
+                    figures.save_png(fig, fig_dir / f"spheres_{metric}.png", overwrite=True)))
+    return out
+
+
 def _consistency(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     from spectdl.report.consistency import residual_per_view_figure
 
@@ -197,7 +253,10 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
     if conv:
         parts.append(f"<p class='note'>Metric conventions: {html.escape(json.dumps(conv))}.</p>")
 
+    parts.append("<h2>Mean over cases, every method</h2>")
+    parts.append(_means_table(df))
     sections = [("Images", _image_grids(run_dir, fig_dir)), ("Per-case metrics", _boxplots(df, fig_dir)),
+                ("Per region", _regional(df, fig_dir)),
                 ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir))]
     for title, figs in sections:
         if figs:

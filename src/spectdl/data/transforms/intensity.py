@@ -19,6 +19,15 @@ from spectdl.data.transforms.base import Deterministic, Transform, keys_arg, sel
 from spectdl.errors import InputError
 
 
+def _per_channel(t: torch.Tensor, value: float | list[float], key: str, owner: str, what: str):
+    """``value`` as a number, or as ``[C, 1, ...]`` to broadcast one number per channel of ``t``."""
+    if not isinstance(value, list):
+        return value
+    if len(value) != t.shape[0]:
+        raise InputError(f"{owner}: {len(value)} {what} for key {key!r} with {t.shape[0]} channels")
+    return torch.tensor(value, dtype=t.dtype, device=t.device).reshape((-1,) + (1,) * (t.dim() - 1))
+
+
 class Scale(Deterministic):
     """Multiply ``sample[key]`` by ``factors[key]``: one number, or one per channel."""
 
@@ -37,12 +46,7 @@ class Scale(Deterministic):
     def apply(self, sample):
         out = dict(sample)
         for k in selected(sample, list(self.factors), "Scale"):
-            t, f = sample[k], self.factors[k]
-            if isinstance(f, list):
-                if len(f) != t.shape[0]:
-                    raise InputError(f"Scale: {len(f)} factors for key {k!r} with {t.shape[0]} channels")
-                f = torch.tensor(f, dtype=t.dtype, device=t.device).reshape((-1,) + (1,) * (t.dim() - 1))
-            out[k] = t * f
+            out[k] = sample[k] * _per_channel(sample[k], self.factors[k], k, "Scale", "factors")
         return out
 
     def inverse(self) -> "Scale":
@@ -116,12 +120,7 @@ class Shift(Deterministic):
     def apply(self, sample):
         out = dict(sample)
         for k in selected(sample, list(self.offsets), "Shift"):
-            t, o = sample[k], self.offsets[k]
-            if isinstance(o, list):
-                if len(o) != t.shape[0]:
-                    raise InputError(f"Shift: {len(o)} offsets for key {k!r} with {t.shape[0]} channels")
-                o = torch.tensor(o, dtype=t.dtype, device=t.device).reshape((-1,) + (1,) * (t.dim() - 1))
-            out[k] = t + o
+            out[k] = sample[k] + _per_channel(sample[k], self.offsets[k], k, "Shift", "offsets")
         return out
 
     def _args(self):
