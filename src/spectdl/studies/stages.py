@@ -235,12 +235,14 @@ def nema_rows(images: Mapping[str, Mapping[str, torch.Tensor]], phantoms: Mappin
     the contrast of the sphere over the ROI-to-ROI noise at that size (Rose criterion at 5).
     Images are calibrated so that the background is 1: SUV here is activity over background.
     """
-    from spectdl.metrics.functional import nema_sphere_metrics
+    from spectdl.metrics.functional import nema_sphere_metrics, sphere_mask
 
     rows: list[dict[str, Any]] = []
     for case, ph in phantoms.items():
-        centres = ph.info["sphere_centres_mm"][0].tolist()
-        radii = ph.info["sphere_radii_mm"].tolist()
+        # A sphere smaller than the voxels may hold no voxel centre on a coarse grid: it is left out.
+        spheres = [(c, r) for c, r in zip(ph.info["sphere_centres_mm"][0].tolist(), ph.info["sphere_radii_mm"].tolist())
+                   if bool(sphere_mask(ph.grid, c, r).any())]
+        centres, radii = [c for c, _ in spheres], [r for _, r in spheres]
         background = ph.labels[0, 0] == ph.label_names["background"]
         per_method = {}
         for method, by_case in images.items():
