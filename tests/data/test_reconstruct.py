@@ -131,3 +131,12 @@ def test_mask_from_labels_and_centre_crop():
     crop, spec = CentreCrop((3, 3))({"input": torch.arange(81.0).reshape(1, 9, 9)})
     assert crop["input"].shape == (1, 3, 3) and float(crop["input"][0, 1, 1]) == 40.0
     assert spec["start"] == [3, 3]
+
+
+def test_a_phantom_with_empty_per_sample_lists_simulates(tmp_path):
+    cfg = {"phantom": "bone_torso", "phantom_kwargs": {"lesions": 0}, "grid": {"shape": [48, 48, 24], "voxel_size_mm": 10.0},
+           "n_samples": 2, "batch_size": 2, "orbit": {"n_angles": 8}, "counts": {"total": 1.0e4},
+           "splits": {"train": 1.0}, "compression": "none"}
+    res = simulate(cfg, tmp_path / "sim", workers=1, progress=False)
+    s = read_sample(res.manifest_path, 1)
+    assert float(s["labels"].eq(6).sum()) == 0  # no lesion label

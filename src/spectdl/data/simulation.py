@@ -150,11 +150,12 @@ def _render(config: SimulationConfig, count: int, base_seed: int, device: torch.
 
 
 def _per_sample_params(info: Mapping[str, Any], count: int) -> dict[str, torch.Tensor]:
-    """Sampled parameters with one row per sample (``info`` tensors whose first axis is the batch)."""
+    """Sampled parameters with one row per sample (``info`` tensors whose first axis is the batch);
+    an empty list per sample (e.g. no lesions: ``[B, 0, 3]``) has nothing to store."""
     return {
         k: v.detach().cpu()
         for k, v in info.items()
-        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == count
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == count and v.numel() > 0
     }
 
 

@@ -76,6 +76,10 @@ class CaseSet:
     def by_case(self, key: str) -> dict[str, torch.Tensor]:
         return {c: self.get(c, key) for c in self.ids}
 
+    def voxel_size_mm(self) -> float:
+        """The (first) voxel size of the cases' grid; 1 when unknown (real cases without a grid)."""
+        return float(self.grid.voxel_size_mm[0]) if self.grid is not None else 1.0
+
 
 def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *, prefix: str = "") -> CaseSet:
     """The ``split`` samples of a simulation as a :class:`CaseSet` (case ids ``<prefix><index>``),
@@ -84,7 +88,9 @@ def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *
     from spectdl.data.simulation import load_manifest_json
 
     ds = SimulatedDataset(manifest, split=split, keys=(*keys.values(), "index"))
-    records = load_manifest_json(manifest)["samples"]
+    m = load_manifest_json(manifest)
+    records = m["samples"]
+    grid = m["config"].get("grid")
     ids, volumes, info = [], {}, {}
     for i in range(len(ds)):
         s = ds[i]
@@ -93,7 +99,9 @@ def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *
         volumes[cid] = {name: s[stored].float() for name, stored in keys.items()}
         info[cid] = records[int(s["index"])]
     ds.close()
-    return CaseSet(ids, volumes, info)
+    from spectdl.geometry import VoxelGrid
+
+    return CaseSet(ids, volumes, info, VoxelGrid(tuple(grid["shape"]), grid["voxel_size_mm"]) if grid else None)
 
 
 def manifest_cases(manifest: str | Path, split: str, columns: Mapping[str, str]) -> CaseSet:
@@ -264,39 +272,31 @@ def nema_rows(images: Mapping[str, Mapping[str, torch.Tensor]], phantoms: Mappin
     return rows
 
 
-def lesion_patches(images: Mapping[str, torch.Tensor], phantoms: Mapping[str, Any], *, size: int, lesion_label: str,
-                   absent_label: str, seed: int) -> tuple[dict[str, list], dict[str, list]]:
-    """Axial patches (``size`` px) of every case's image centred on its hot lesions (signal present;
-    ``info["lesion_centre_mm"]`` and ``info["lesion_hot"]`` of the phantom)
-    and on as many voxels of ``absent_label`` tissue away from any lesion (signal absent, positions
-    drawn with ``seed``); the same positions for every method, so their observers see the same task."""
+def lesion_patches(present_images: Mapping[str, Mapping[str, torch.Tensor]],
+                   absent_images: Mapping[str, Mapping[str, torch.Tensor]], phantoms: Mapping[str, Any],
+                   twins: Mapping[str, str], *, size: int) -> tuple[dict[str, list], dict[str, list]]:
+    """Axial patches (``size`` px) centred on every hot lesion of each case (signal present; the
+    phantom's ``info["lesion_centre_mm"]`` and ``info["lesion_hot"]``) and at the same places in the
+    case's lesion-free twin ``twins[case]`` (signal absent): the same anatomy, another noise
+    realisation, so that the observer's task is the lesion and not the background's variety."""
     from spectdl.metrics.observer import extract_patches
 
     present: dict[str, list] = {}
     absent: dict[str, list] = {}
-    g = torch.Generator().manual_seed(seed)
     half = size // 2
     for case, ph in phantoms.items():
-        lab = ph.labels[0, 0]
-        lesion = lab == ph.label_names[lesion_label]
-        shape = lab.shape
+        shape = ph.labels.shape[-3:]
         hot = ph.info.get("lesion_hot")
-        centres = [] if hot is None else [
-            _voxel(ph.grid, c) for c, h in zip(ph.info["lesion_centre_mm"][0].tolist(), hot[0].tolist())
-            if h and all(np.isfinite(c))]
-        centres = [c for c in centres if all(half <= c[k] < shape[k] - half for k in (0, 1))]
-        far = (lab == ph.label_names[absent_label]) & ~_dilate(lesion, size)
-        far[:half], far[-half:], far[:, :half], far[:, -half:] = False, False, False, False
-        candidates = torch.nonzero(far)
-        if not centres or len(candidates) == 0:
+        if hot is None:
             continue
-        pick = candidates[torch.randperm(len(candidates), generator=g)[: len(centres)]]
-        for method, img in images.items():
-            vol = img[case].reshape(shape)
-            for c in centres:
-                present.setdefault(method, []).append(extract_patches(vol[..., c[2]], [c[:2]], size)[0])
-            for c in pick.tolist():
-                absent.setdefault(method, []).append(extract_patches(vol[..., c[2]], [c[:2]], size)[0])
+        centres = [_voxel(ph.grid, c) for c, h in zip(ph.info["lesion_centre_mm"][0].tolist(), hot[0].tolist())
+                   if h and all(np.isfinite(c))]
+        centres = [c for c in centres if all(half <= c[k] < shape[k] - half for k in (0, 1))]
+        for method in present_images:
+            for images, out, cid in ((present_images, present, case), (absent_images, absent, twins[case])):
+                vol = images[method][cid].reshape(shape)
+                for c in centres:
+                    out.setdefault(method, []).append(extract_patches(vol[..., c[2]], [c[:2]], size)[0])
     return present, absent
 
 
@@ -306,17 +306,24 @@ def _dilate(mask: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.max_pool3d(x, k, stride=1, padding=k // 2)[0, 0] > 0
 
 
-def cho_rows(present: Mapping[str, list], absent: Mapping[str, list], *, channels: str = "lg", seed: int = 0,
-             n_bootstrap: int = 500, **columns: Any) -> list[dict[str, Any]]:
-    """Set-level CHO detectability of each method (case ``all``): AUC and d′ with bootstrap CIs."""
-    from spectdl.metrics.observer import cho_detectability
+def cho_rows(present: Mapping[str, list], absent: Mapping[str, list], *, channels: str = "lg", n_channels: int = 3,
+             width_px: float | None = None, seed: int = 0, n_bootstrap: int = 500,
+             **columns: Any) -> list[dict[str, Any]]:
+    """Set-level CHO detectability of each method (case ``all``): AUC and d′ with bootstrap CIs.
+
+    ``channels="lg"``: ``n_channels`` Laguerre–Gauss channels of width ``width_px`` (the same for
+    every method, so their observers differ only in the images)."""
+    from spectdl.metrics.observer import cho_detectability, dog_channels, laguerre_gauss_channels
 
     rows = []
     for method in present:
         p, a = torch.stack(present[method]), torch.stack(absent[method])
         if len(p) < 4 or len(a) < 4:
             continue
-        r = cho_detectability(p, a, channels=channels, seed=seed, n_bootstrap=n_bootstrap)
+        size = tuple(p.shape[-2:])
+        u = laguerre_gauss_channels(size, n_channels=n_channels, width_px=width_px) if channels == "lg" else \
+            dog_channels(size, n_channels=n_channels)
+        r = cho_detectability(p, a, channels=u, seed=seed, n_bootstrap=n_bootstrap)
         for metric, value, ci in (("auc", r.auc, r.auc_ci), ("d_prime", r.d_prime, r.d_prime_ci)):
             rows.append({"case": "all", "method": method, "metric": metric, "value": float(value),
                          "ci_low": float(ci[0]), "ci_high": float(ci[1]), "n_present": r.n_present,
