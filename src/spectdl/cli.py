@@ -106,7 +106,7 @@ def demo(
 ) -> None:
     """The main job: the fast-bone-SPECT study at its quick scale, on the CPU, with no downloads.
 
-    Same as ``spectdl study run bone-spect --scale quick`` (about 10 minutes on 2 CPU cores).
+    Same as ``spectdl study run bone-spect --scale quick`` (about 8 minutes on 2 CPU cores).
     """
     _run_study("bone-spect", "quick", None, [], None, out, resume, None, seed)
 
