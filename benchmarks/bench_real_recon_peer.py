@@ -24,6 +24,7 @@ untested.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import sys
 import time
@@ -37,9 +38,9 @@ DATA = ROOT.parent / "shared" / "data" / "real" / "lu177_spectct"
 
 
 def _example():
-    from spectdl.recon import acquisition
+    from spectdl.recon import real
 
-    return acquisition
+    return real
 
 
 def run_pytomography(file_nm: Path, ct_folder: Path, peak: int, lower: int, upper: int, n_iters: int,

@@ -14,7 +14,7 @@ Run from the repository root::
     python examples/reconstruct_real_spect.py --out results/real_spect
 
 ``--rebin 2`` halves the matrix (8.84 mm voxels, about 8× faster) and ``--device cuda`` runs on a GPU.
-The reusable part is :func:`spectdl.recon.acquisition.reconstruct_acquisition`, which
+The reusable part is :func:`spectdl.recon.real.reconstruct_acquisition`, which
 ``spectdl reconstruct`` also wraps.
 """
 
@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from spectdl.io import read_ct_series, read_projections, write_dicom_series, write_nifti
-from spectdl.recon.acquisition import Reconstruction, reconstruct_acquisition  # noqa: F401
+from spectdl.recon.real import Reconstruction, reconstruct_acquisition  # noqa: F401
 from spectdl.report.recon import recon_slices_figure
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lu177_spectct"

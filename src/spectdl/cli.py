@@ -139,7 +139,7 @@ def reconstruct(
     ``recon.nii.gz``, a DICOM series in ``dicom/`` and ``slices.png``.
     """
     from spectdl.io import read_ct_series, read_projections, write_dicom_series, write_nifti
-    from spectdl.recon.acquisition import reconstruct_acquisition
+    from spectdl.recon.real import reconstruct_acquisition
     from spectdl.report.recon import recon_slices_figure
 
     acq = read_projections(projections)

@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spectdl.data import load_manifest, read_image, validate_manifest
+from spectdl.data import load_manifest, read_case_image, validate_manifest
 from spectdl.errors import InputError
 
 
@@ -98,8 +98,8 @@ def test_yaml_manifest_with_root_and_npy_and_2d_images(tmp_path):
     m = load_manifest(tmp_path / "m.yaml")
     assert m.cases[0].paths["target"] == (tmp_path / "data/q.nii").resolve()
     assert validate_manifest(m)["p1"] == {"input": (4, 3), "target": (4, 3)}
-    assert read_image(m.cases[0].paths["input"]).tolist() == data.tolist()
-    labels = read_image(m.cases[0].paths["target"], "organ_labels")
+    assert read_case_image(m.cases[0].paths["input"]).tolist() == data.tolist()
+    labels = read_case_image(m.cases[0].paths["target"], "organ_labels")
     assert labels.dtype.is_floating_point is False and labels.shape == (4, 3)
     (tmp_path / "bad.yaml").write_text("cases: {a: 1}\n")
     with pytest.raises(InputError, match="list of mappings"):

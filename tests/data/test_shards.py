@@ -5,8 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from spectdl.data.shards import ShardWriteError, ShardWriter, file_sha256, remove_stale_temporaries
+from spectdl.data.shards import ShardWriteError, ShardWriter, remove_stale_temporaries
 from spectdl.errors import SpectdlError
+from spectdl.io.atomic import file_sha256
 
 
 def _write(path, compression="none"):

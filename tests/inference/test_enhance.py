@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spectdl.errors import InputError
-from spectdl.inference import check_checkpoint, enhance_file, enhance_volume, spatial_dims_of
+from spectdl.inference import enhance_file, enhance_volume
 from spectdl.training import save_checkpoint
 
 nib = pytest.importorskip("nibabel")
@@ -111,18 +111,6 @@ def test_modality_mismatch_is_refused(tmp_path, nifti_file, affine_ckpt):
     assert enhance_file(ct, src, tmp_path / "out.nii").exists()
 
 
-def test_check_checkpoint_modality_table():
-    meta = {"modality": "spect", "in_channels": 1}
-    for ok in ("NM", "PT", "spect", None):
-        check_checkpoint(meta, in_channels=1, input_modality=ok)
-    for bad in ("CT", "pet"):
-        with pytest.raises(InputError, match="found an input of modality"):
-            check_checkpoint(meta, in_channels=1, input_modality=bad)
-    check_checkpoint({"modality": "pet"}, in_channels=3, input_modality="PT")  # channels unknown: not checked
-    with pytest.raises(InputError, match="two_stage"):
-        check_checkpoint({"task": "two_stage", "modality": "spect", "in_channels": 1}, in_channels=1)
-
-
 def test_outputs_never_replace_inputs_and_need_overwrite(tmp_path, nifti_file, affine_ckpt):
     src = nifti_file("in.nii", _data())
     ckpt = affine_ckpt()
@@ -146,7 +134,7 @@ def test_two_d_network_runs_slice_by_slice(tmp_path, nifti_file):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
-        net = UNet(1, 1, spatial_dims=2, features=(4, 8)).eval()
+        net = UNet(2, 1, 1, features=(4, 8)).eval()
     kwargs = dict(in_channels=1, out_channels=1, spatial_dims=2, features=[4, 8])
     ckpt = _ckpt(tmp_path, net, "unet", kwargs)
     data = _data((8, 6, 5))
@@ -162,7 +150,7 @@ def test_three_d_unet_with_normalization_and_roi_from_metadata(tmp_path, nifti_f
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(4)
-        net = UNet(1, 1, spatial_dims=3, features=(4, 8)).eval()
+        net = UNet(3, 1, 1, features=(4, 8)).eval()
     kwargs = dict(in_channels=1, out_channels=1, spatial_dims=3, features=[4, 8])
     ckpt = _ckpt(tmp_path, net, "unet", kwargs, normalization={"inputs": ["mean_positive"], "output": 0},
                  inference={"roi_size": [4, 4, 4]})
@@ -175,14 +163,6 @@ def test_three_d_unet_with_normalization_and_roi_from_metadata(tmp_path, nifti_f
 
     ref = predict_sliding_window(net, x / scale, (4, 4, 4), 0.25, 8)[0] * scale
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
-
-
-def test_spatial_dims_from_first_convolution():
-    net = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 1))
-    assert spatial_dims_of(net, {}) == 3
-    assert spatial_dims_of(torch.nn.Conv2d(1, 1, 1), {"model": {"kwargs": {}}}) == 2
-    with pytest.raises(InputError, match="2-D or 3-D"):
-        spatial_dims_of(torch.nn.Identity(), {}, where="checkpoint c.json")
 
 
 def test_enhance_volume_refuses_non_finite_input(affine_net):

@@ -200,7 +200,7 @@ def test_constant_output_gives_a_constant_volume():
 def test_windows_batches_match_batch_one_for_a_unet():
     from spectdl.models import UNet
 
-    net = UNet(1, 1, spatial_dims=3, features=(4, 8)).eval()
+    net = UNet(3, 1, 1, features=(4, 8)).eval()
     v = torch.rand(1, 10, 9, 7, generator=_gen(7))
     one = predict_sliding_window(net, v, (6, 6, 6), 0.5, 1)
     for bs in (2, 5, 100):

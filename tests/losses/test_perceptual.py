@@ -4,7 +4,7 @@ from torch import nn
 
 from spectdl.errors import InputError
 from spectdl.losses import PerceptualLoss
-from spectdl.models.backbones import VGGFeatures
+from spectdl.metrics.backbones import VGGFeatures
 
 
 class TinyFeatures(nn.Module):

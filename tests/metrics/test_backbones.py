@@ -1,10 +1,10 @@
-"""Tests of spectdl.models.backbones (kept beside the metrics that own the file)."""
+"""Tests of spectdl.metrics.backbones: the frozen feature networks of LPIPS, FID and the perceptual loss."""
 
 import pytest
 import torch
 
 from spectdl.errors import InputError
-from spectdl.models.backbones import (
+from spectdl.metrics.backbones import (
     AlexNetFeatures,
     InceptionV3Features,
     VGGFeatures,

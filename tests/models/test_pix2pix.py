@@ -26,7 +26,7 @@ def _generator_hand_count(cin, cout, f=(64, 128, 256, 512, 512, 512), norm=(2, 3
 
 @pytest.fixture(scope="module")
 def generator():
-    return Pix2PixGenerator(1, 1)
+    return Pix2PixGenerator(2, 1, 1)
 
 
 def test_generator_parameter_count(generator):
@@ -36,7 +36,7 @@ def test_generator_parameter_count(generator):
 
 
 def test_discriminator_parameter_count():
-    n = count_parameters(PatchDiscriminator(2, 1))
+    n = count_parameters(PatchDiscriminator(2, 2, 1))
     widths = [2, 48, 96, 192, 384]
     hand = sum(_conv(a, b) + 2 * b for a, b in zip(widths[:-1], widths[1:])) + (384 + 1) + 2
     assert n == hand
@@ -51,12 +51,12 @@ def test_generator_forward_backward_64(generator, forward_backward, gen, batch):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_generator_3d_small(forward_backward, gen, batch):
-    model = Pix2PixGenerator(2, 1, features=(4, 8, 8), final_activation=None, spatial_dims=3)
+    model = Pix2PixGenerator(3, 2, 1, features=(4, 8, 8), final_activation=None)
     forward_backward(model, torch.rand(batch, 2, 8, 16, 8, generator=gen), (batch, 1, 8, 16, 8))
 
 
 def test_generator_linear_output_leaves_range():
-    model = Pix2PixGenerator(1, 1, features=(4, 8), final_activation=None)
+    model = Pix2PixGenerator(2, 1, 1, features=(4, 8), final_activation=None)
     with torch.no_grad():
         model.head[0].weight.zero_()
         model.head[0].bias.fill_(5.0)
@@ -66,16 +66,16 @@ def test_generator_linear_output_leaves_range():
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_discriminator_forward_backward(forward_backward, gen, batch):
-    model = PatchDiscriminator(2, 1)
+    model = PatchDiscriminator(2, 2, 1)
     y = forward_backward(model, torch.rand(batch, 2, 64, 64, generator=gen), (batch, 1, 7, 7))
     assert ((y > 0) & (y < 1)).all()
-    model3 = PatchDiscriminator(2, 1, features=4, spatial_dims=3)
+    model3 = PatchDiscriminator(3, 2, 1, features=4)
     forward_backward(model3, torch.rand(2, 2, 16, 16, 16, generator=gen), (2, 1, 1, 1, 1))
 
 
 def test_discriminator_logits_option_matches_sigmoid(gen):
-    prob = PatchDiscriminator(2, 1).eval()
-    logit = PatchDiscriminator(2, 1, logits=True).eval()
+    prob = PatchDiscriminator(2, 2, 1).eval()
+    logit = PatchDiscriminator(2, 2, 1, logits=True).eval()
     logit.load_state_dict(prob.state_dict())
     a, b = torch.rand(2, 1, 32, 32, generator=gen), torch.rand(2, 1, 32, 32, generator=gen)
     torch.testing.assert_close(torch.sigmoid(logit(a, b)), prob(torch.cat([a, b], 1)))
@@ -83,6 +83,6 @@ def test_discriminator_logits_option_matches_sigmoid(gen):
 
 def test_size_checks():
     with pytest.raises(InputError, match="divisible by 64"):
-        Pix2PixGenerator(1, 1, features=(4, 4, 4, 4, 4, 4))(torch.rand(1, 1, 48, 64))
+        Pix2PixGenerator(2, 1, 1, features=(4, 4, 4, 4, 4, 4))(torch.rand(1, 1, 48, 64))
     with pytest.raises(InputError, match="y has shape"):
-        PatchDiscriminator(2, 1)(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 16, 32))
+        PatchDiscriminator(2, 2, 1)(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 16, 32))

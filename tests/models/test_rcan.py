@@ -18,16 +18,16 @@ def _rcan_hand_count(cin, cout, groups=10, blocks=20, nf=64, r=16, d=2):
 
 
 def test_rcan_parameter_count():
-    n = count_parameters(RCAN(1, 1))
+    n = count_parameters(RCAN(2, 1, 1))
     assert n == _rcan_hand_count(1, 1) == 15_294_625
-    small = RCAN(1, 1, num_groups=2, num_blocks=3, features=16, reduction=4, spatial_dims=3)
+    small = RCAN(3, 1, 1, num_groups=2, num_blocks=3, features=16, reduction=4)
     assert count_parameters(small) == _rcan_hand_count(1, 1, 2, 3, 16, 4, 3)
 
 
 @pytest.mark.parametrize("spatial_dims, size", [(2, (13, 16)), (3, (5, 6, 7))])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_rcan_forward_backward(forward_backward, gen, spatial_dims, size, batch):
-    model = RCAN(1, 1, num_groups=2, num_blocks=2, features=16, spatial_dims=spatial_dims)
+    model = RCAN(spatial_dims, 1, 1, num_groups=2, num_blocks=2, features=16)
     forward_backward(model, torch.rand(batch, 1, *size, generator=gen), (batch, 1, *size))
 
 

@@ -5,7 +5,7 @@ import torch
 
 import spectdl.models as models
 from spectdl.errors import ConfigError
-from spectdl.models import registry
+from spectdl.models import ModelExample, Violation, registry
 
 SPEC_CLASSES = [
     "U2Net", "U2NetSmall", "Pix2PixGenerator", "PatchDiscriminator", "RRDBNet", "VGGDiscriminator",
@@ -56,3 +56,42 @@ def test_register_rejects_a_second_object_under_one_name():
         assert models.build("test_only_dummy").__class__ is Dummy
     finally:
         registry._REGISTRY.pop("test_only_dummy")
+
+
+def test_example_is_stored_with_the_registration_and_read_only():
+    ex = ModelExample(kwargs={"in_channels": 1}, input_shape=[2, 1, 4], output_shape=(2, 1, 4))
+    assert ex.input_shape == (2, 1, 4)
+
+    @registry.register("test_only_with_example", example=ex)
+    class WithExample(torch.nn.Module):
+        def __init__(self, in_channels: int = 1):
+            super().__init__()
+
+    try:
+        assert registry.example("TEST_ONLY_WITH_EXAMPLE") is ex
+        assert models.example("test_only_with_example") is ex
+        with pytest.raises(TypeError):
+            ex.kwargs["in_channels"] = 2  # read-only mapping
+        assert isinstance(models.build("test_only_with_example", **ex.kwargs), WithExample)
+    finally:
+        registry._REGISTRY.pop("test_only_with_example")
+        registry._EXAMPLES.pop("test_only_with_example")
+    assert registry.example("unet").kwargs["spatial_dims"] == 2
+    with pytest.raises(ConfigError, match="u3net"):
+        registry.example("u3net")
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ModelExample(kwargs=[1], input_shape=(1,), output_shape=(1,)), "kwargs"),
+        (lambda: ModelExample(kwargs={}, input_shape=(1, 0), output_shape=(1,)), "input_shape"),
+        (lambda: ModelExample(kwargs={}, input_shape=(1,), output_shape=()), "output_shape"),
+        (lambda: ModelExample(kwargs={}, input_shape=(1,), output_shape=(1,), violations=[1]), "violations"),
+        (lambda: Violation((2, 1), ""), "match"),
+        (lambda: registry.register("x", example={"kwargs": {}}), "expected a ModelExample"),
+    ],
+)
+def test_example_validation(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()

@@ -36,32 +36,32 @@ def _vgg_hand_count(cin, cout, patch, nf=64):
 
 
 def test_rrdbnet_parameter_count():
-    model = RRDBNet(1, 1)  # the study's 9 RRDB
+    model = RRDBNet(2, 1, 1)  # the study's 9 RRDB
     assert count_parameters(model) == _rrdbnet_hand_count(1, 1) == 6_734_529
 
 
 def test_vgg_discriminator_parameter_count_adapts_to_patch():
-    assert count_parameters(VGGDiscriminator(1, 1, patch_size=192)) == _vgg_hand_count(1, 1, 192)
+    assert count_parameters(VGGDiscriminator(2, 1, 1, patch_size=192)) == _vgg_hand_count(1, 1, 192)
     # ESRGAN's own 128×128, RGB discriminator (a 4×4 map before the head).
-    rgb128 = VGGDiscriminator(3, 1, patch_size=128)
+    rgb128 = VGGDiscriminator(2, 3, 1, patch_size=128)
     assert count_parameters(rgb128) == _vgg_hand_count(3, 1, 128) == 14_499_401
     assert _vgg_hand_count(1, 1, 192) - _vgg_hand_count(1, 1, 128) == 512 * (36 - 16) * 100
 
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_rrdbnet_forward_backward_2d(forward_backward, gen, batch):
-    model = RRDBNet(1, 1, num_blocks=1, features=8, growth=4)
+    model = RRDBNet(2, 1, 1, num_blocks=1, features=8, growth=4)
     forward_backward(model, torch.rand(batch, 1, 17, 20, generator=gen), (batch, 1, 17, 20))
 
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_rrdbnet_forward_backward_3d(forward_backward, gen, batch):
-    model = RRDBNet(2, 1, num_blocks=1, features=4, growth=4, spatial_dims=3, long_skip=True)
+    model = RRDBNet(3, 2, 1, num_blocks=1, features=4, growth=4, long_skip=True)
     forward_backward(model, torch.rand(batch, 2, 5, 6, 7, generator=gen), (batch, 1, 5, 6, 7))
 
 
 def test_rrdb_residual_scaling(gen):
-    model = RRDBNet(1, 1, num_blocks=1, features=8, growth=4)
+    model = RRDBNet(2, 1, 1, num_blocks=1, features=8, growth=4)
     rdb = model.body[0].blocks[0]
     with torch.no_grad():
         for c in rdb.convs[:4]:
@@ -88,14 +88,14 @@ def test_pixel_shuffle_matches_torch_2d_and_definition_3d(gen):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_vgg_discriminator_forward_backward(forward_backward, gen, batch):
-    model = VGGDiscriminator(1, 1, patch_size=64, features=4)
+    model = VGGDiscriminator(2, 1, 1, patch_size=64, features=4)
     if batch == 1:
         model.eval()  # a 2×2 map per channel at the last BatchNorm is fine, but keep batch 1 in eval
     forward_backward(model, torch.rand(batch, 1, 64, 64, generator=gen), (batch, 1))
-    model3 = VGGDiscriminator(1, 1, patch_size=32, features=2, spatial_dims=3)
+    model3 = VGGDiscriminator(3, 1, 1, patch_size=32, features=2)
     forward_backward(model3, torch.rand(2, 1, 32, 32, 32, generator=gen), (2, 1))
 
 
 def test_vgg_discriminator_rejects_other_sizes():
     with pytest.raises(InputError, match="expected 64"):
-        VGGDiscriminator(1, 1, patch_size=64, features=2)(torch.rand(2, 1, 64, 96))
+        VGGDiscriminator(2, 1, 1, patch_size=64, features=2)(torch.rand(2, 1, 64, 96))

@@ -51,14 +51,14 @@ def test_u2net_parameter_count(u2net_full):
     assert n == _u2net_hand_count(FULL_ENC, FULL_DEC, [64, 64, 128, 256, 512, 512], 2, 1)
     assert abs(n - 44.0e6) / 44.0e6 < 0.01
     # The reference implementation with an RGB input has 44,009,869 parameters.
-    assert count_parameters(U2Net(3, 1)) == 44_009_869
+    assert count_parameters(U2Net(2, 3, 1)) == 44_009_869
 
 
 def test_u2net_small_parameter_count():
-    n = count_parameters(U2NetSmall(2, 1))
+    n = count_parameters(U2NetSmall(2, 2, 1))
     assert n == _u2net_hand_count(SMALL_ENC, SMALL_DEC, [64] * 6, 2, 1)
     assert abs(n - 1.13e6) / 1.13e6 < 0.01
-    assert count_parameters(U2NetSmall(3, 1)) == 1_131_181
+    assert count_parameters(U2NetSmall(2, 3, 1)) == 1_131_181
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -69,7 +69,7 @@ def test_u2net_full_forward_backward_odd_size(u2net_full, forward_backward, gen,
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_u2net_small_2d_sides(forward_backward, gen, batch):
-    model = U2NetSmall(2, 1)
+    model = U2NetSmall(2, 2, 1)
     x = torch.rand(batch, 2, 37, 45, generator=gen)
     fused, sides = model(x, return_sides=True)
     assert len(sides) == 6 and all(s.shape == (batch, 1, 37, 45) for s in sides)
@@ -78,7 +78,7 @@ def test_u2net_small_2d_sides(forward_backward, gen, batch):
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_u2net_small_3d(forward_backward, gen, batch):
-    model = U2NetSmall(1, 2, spatial_dims=3)
+    model = U2NetSmall(3, 1, 2)
     if batch == 1:
         # BatchNorm at the 1×1×1 bottom of RSU7 needs two samples in training mode.
         model.eval()
@@ -87,7 +87,7 @@ def test_u2net_small_3d(forward_backward, gen, batch):
 
 
 def test_long_skip_adds_the_spect_channel(gen):
-    model = U2NetSmall(2, 1).eval()
+    model = U2NetSmall(2, 2, 1).eval()
     with torch.no_grad():
         model.fuse.weight.zero_()
         model.fuse.bias.zero_()
@@ -97,14 +97,14 @@ def test_long_skip_adds_the_spect_channel(gen):
     fused, sides = model(x, return_sides=True)
     torch.testing.assert_close(fused, x[:, :1])
     torch.testing.assert_close(sides[3], x[:, :1] + 0.25)
-    no_skip = U2NetSmall(2, 1, long_skip=False).eval()
+    no_skip = U2NetSmall(2, 2, 1, long_skip=False).eval()
     no_skip.load_state_dict(model.state_dict())
     torch.testing.assert_close(no_skip(x), torch.zeros_like(fused))
 
 
 def test_u2net_rejects_bad_input_and_config():
-    model = U2NetSmall(2, 1)
+    model = U2NetSmall(2, 2, 1)
     with pytest.raises(InputError, match="C=2"):
         model(torch.rand(1, 1, 32, 32))
     with pytest.raises(ConfigError, match="spatial_dims"):
-        U2NetSmall(1, 1, spatial_dims=4)
+        U2NetSmall(4, 1, 1)

@@ -5,7 +5,7 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.stats import paired_test, results_frame, wilson_interval
-from spectdl.stats._data import as_binary, as_vector, resolve_pair
+from spectdl.stats.tables import as_binary, as_vector, resolve_pair
 
 
 def test_as_vector_reads_lists_series_and_tensors():

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -9,15 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from spectdl.errors import InputError
+from spectdl.io import atomic
 from spectdl.models import build
-from spectdl.training import checkpoint as ckpt
-from spectdl.training.checkpoint import (
-    load_checkpoint,
-    load_model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-    write_checkpoint,
-)
+from spectdl.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
+from spectdl.training.networks import load_model_from_checkpoint
 
 
 def trained_unet():
@@ -84,16 +81,6 @@ def test_round_trip_is_exact_and_readable_by_safetensors_alone(tmp_path):
         assert torch.equal(a, b), k
 
 
-def test_load_model_gives_the_same_outputs(tmp_path):
-    model, _ = trained_unet()
-    path = save_checkpoint(tmp_path / "m.json", model, model_name="unet", model_kwargs={"features": [4, 8]})
-    loaded, meta = load_model_from_checkpoint(path)
-    assert type(loaded).__name__ == "UNet" and not loaded.training
-    x = torch.rand(1, 1, 16, 16)
-    assert torch.equal(loaded(x), model.eval()(x))
-    assert meta["task"] == "supervised"
-
-
 def test_tree_encoding_keeps_types(tmp_path):
     tree = {
         "ints": {3: "three", 1: "one"},
@@ -156,14 +143,14 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypat
         for p in model.parameters():
             p.add_(1.0)
 
-    real_replace = ckpt.os.replace
+    real_replace = atomic.os.replace
 
     def replace_then_die(src, dst):
         if str(dst).endswith(".json"):  # the commit point: die just before it
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", replace_then_die)
+    monkeypatch.setattr(atomic.os, "replace", replace_then_die)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, model, model_name="unet", model_kwargs={"features": [4, 8]}, epoch=1)
     monkeypatch.undo()
@@ -178,3 +165,39 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypat
     save_checkpoint(path, model, model_name="unet", model_kwargs={"features": [4, 8]}, epoch=1)
     assert len(list(tmp_path.glob("last.*.safetensors"))) == 1
     assert load_checkpoint(path)["spectdl"]["epoch"] == 1
+
+
+def test_checkpoint_files_get_the_umask_permissions_and_a_true_digest(tmp_path):
+    model, _ = trained_unet()
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "shared", model, model_name="unet", model_kwargs={"features": [4, 8]})
+    finally:
+        os.umask(old)
+    sidecar = strict_json(path)
+    weights = tmp_path / sidecar["weights_file"]
+    # Like every other output (no longer the private 0o600 of earlier versions).
+    assert (path.stat().st_mode & 0o777) == 0o644 and (weights.stat().st_mode & 0o777) == 0o644
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert sidecar["weights_sha256"] == digest and weights.name == f"shared.{digest[:16]}.safetensors"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, weights.name])
+
+
+def test_checkpoint_writes_are_synced_before_the_commit(tmp_path, monkeypatch):
+    model, _ = trained_unet()
+    events = []
+    real_fsync, real_replace = atomic.os.fsync, atomic.os.replace
+
+    def fsync(fd):
+        events.append("fsync")
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(f"replace {os.path.basename(dst).rsplit('.', 1)[-1]}")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    save_checkpoint(tmp_path / "last", model, model_name="unet", model_kwargs={"features": [4, 8]})
+    # file synced, renamed, folder synced: first the tensor file, then the sidecar (the commit)
+    assert events == ["fsync", "replace safetensors", "fsync", "fsync", "replace json", "fsync"]

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from spectdl.data._util import generator_for, mix_seed
+from spectdl.data.seeding import generator_for, mix_seed
 from spectdl.data.transforms.base import Transform
 from spectdl.errors import InputError
 

@@ -40,7 +40,7 @@ import torch
 from spectdl.errors import InputError, SpectdlError, require
 from spectdl.typed_config import read_yaml
 
-__all__ = ["Case", "Manifest", "image_shape", "load_manifest", "read_image", "validate_manifest"]
+__all__ = ["Case", "Manifest", "image_shape", "load_manifest", "read_case_image", "validate_manifest"]
 
 REQUIRED = ("case_id", "split", "input", "target")
 OPTIONAL = ("ct", "lesion_mask", "organ_labels")
@@ -220,11 +220,13 @@ def image_shape(path: str | Path, column: str = "input") -> tuple[int, ...]:
         raise
     except Exception as exc:  # nibabel raises its own ImageFileError, numpy ValueError or OSError
         raise InputError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    return tuple(read_image(path, column).shape)
+    return tuple(read_case_image(path, column).shape)
 
 
-def read_image(path: str | Path, column: str = "input") -> torch.Tensor:
-    """The image at ``path`` as a tensor ``[X, Y(, Z)]``: float32, or int64 for ``organ_labels``."""
+def read_case_image(path: str | Path, column: str = "input") -> torch.Tensor:
+    """The image of manifest column ``column`` at ``path``, as a tensor ``[X, Y(, Z)]`` without its
+    geometry: float32, or int64 for ``organ_labels``; a DICOM folder is read as a CT series for
+    column ``ct``, else as an NM/PT volume."""
     path = Path(path)
     kind = _kind(path)
     if not path.exists():

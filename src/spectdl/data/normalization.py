@@ -36,7 +36,7 @@ import torch
 
 from spectdl.errors import InputError
 
-__all__ = ["STATISTICS", "Normalization"]
+__all__ = ["STATISTICS", "Normalization", "volume_statistic"]
 
 STATISTICS = ("none", "mean", "mean_positive", "max")
 
@@ -47,11 +47,27 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _statistic(channel: torch.Tensor, how: Divisor) -> float:
-    # One definition for training data and inference, so that both divide by the same number.
-    from spectdl.data._util import volume_statistic
+def volume_statistic(x: torch.Tensor, how: Divisor) -> float:
+    """The divisor of an intensity normalisation, from a whole volume: ``"none"`` (1), ``"mean"``,
+    ``"mean_positive"`` (mean of the voxels > 0; 0 when there are none), ``"max"``, or a number.
 
-    return volume_statistic(channel, how)
+    The one definition for training data (:class:`spectdl.data.ManifestDataset`, the
+    ``NormalizeChannels`` transform) and inference, so that both divide by the same number; float64
+    so that the sum over a large volume does not lose digits.
+    """
+    if not isinstance(how, str):
+        return float(how)
+    v = x.detach().to(torch.float64)
+    if how == "none":
+        return 1.0
+    if how == "mean":
+        return float(v.mean())
+    if how == "max":
+        return float(v.max())
+    if how == "mean_positive":
+        positive = v[v > 0]
+        return float(positive.mean()) if positive.numel() else 0.0
+    raise InputError(f"normalize: expected one of {STATISTICS} or a number, found {how!r}")
 
 
 def _offset(offsets: tuple[float, ...], c: int) -> float:
@@ -145,7 +161,7 @@ class Normalization:
         for c in range(n):
             how = self.inputs[c] if c < len(self.inputs) else "none"
             o = _offset(self.offsets, c)
-            s = _statistic(volume[c] + o if o else volume[c], how)
+            s = volume_statistic(volume[c] + o if o else volume[c], how)
             if not math.isfinite(s) or s <= 0:
                 raise InputError(
                     f"volume channel {c}: its {how} is {s!r}; expected a positive number to divide by "

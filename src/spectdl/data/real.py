@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from spectdl.data._dataset import SeededDataset
-from spectdl.data._util import VOLUME_STATISTICS, volume_statistic
-from spectdl.data.manifest import OPTIONAL, Case, Manifest, load_manifest, read_image, validate_manifest
+from spectdl.data.manifest import OPTIONAL, Case, Manifest, load_manifest, read_case_image, validate_manifest
+from spectdl.data.normalization import STATISTICS as VOLUME_STATISTICS, volume_statistic
 from spectdl.data.transforms.base import Compose, Transform
 from spectdl.data.transforms.crop import RandomCrop
 from spectdl.errors import InputError
@@ -157,7 +157,7 @@ class ManifestDataset(SeededDataset):
         images: dict[str, torch.Tensor] = {}
         for col in dict.fromkeys(list(self.input_columns) + ["target"] + list(self.columns)):
             if col in case.paths:
-                images[col] = read_image(case.paths[col], col)
+                images[col] = read_case_image(case.paths[col], col)
         if self.normalize is not None:
             # Whole-volume divisor of the first input column, applied to it and to the target, as
             # spectdl.inference applies it at enhancement time (see `normalization`).

@@ -7,20 +7,21 @@ phantom parameters are under ``params/``.
 
 Reproducible bytes: datasets are created in sorted order with ``track_times=False`` (HDF5 stamps
 objects with their creation time otherwise) and a fixed ``libver`` range; gzip and lzf do not write
-timestamps. Atomic: the shard is written to ``.<name>.<pid>.tmp`` in the same folder and renamed
-when complete, so a reader (or a crash, or a full disk) never leaves a half-written ``shard-*.h5``.
+timestamps. Atomic and durable: the shard is written to a temporary ``.<name>.<random>.tmp`` in the
+same folder through :class:`spectdl.io.atomic.AtomicFile` with ``fsync=True`` and renamed when
+complete, so a reader, a crash, a full disk or a power loss never leaves a half-written
+``shard-*.h5``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from spectdl.errors import SpectdlError, require
+from spectdl.io.atomic import AtomicFile, file_sha256
 
 LIBVER = ("earliest", "v110")
 SHARD_FORMAT = "spectdl-simulation-shard"
@@ -60,7 +61,7 @@ class ShardWriter:
         self.n_rows = int(n_rows)
         self.compression = compression
         self._file = None
-        self._tmp: Path | None = None
+        self._target: AtomicFile | None = None
         self._guard(self._open, dict(attrs or {}))
 
     # ------------------------------------------------------------------ error handling
@@ -81,11 +82,8 @@ class ShardWriter:
 
     def _open(self, attrs: dict[str, Any]) -> None:
         h5py = _h5py()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One writer per shard and process, so the pid makes the name unique; h5py creates the file
-        # with the user's umask (mkstemp would make it private).
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = h5py.File(str(self._tmp), "w", libver=LIBVER)
+        self._target = AtomicFile(self.path, overwrite=True, fsync=True)
+        self._file = h5py.File(str(self._target.tmp), "w", libver=LIBVER)
         self._file.attrs["format"] = SHARD_FORMAT
         for key in sorted(attrs):
             self._file.attrs[key] = attrs[key]
@@ -127,8 +125,8 @@ class ShardWriter:
     def _commit(self) -> str:
         self._file.close()
         self._file = None
-        os.replace(self._tmp, self.path)
-        self._tmp = None
+        target, self._target = self._target, None
+        target.commit()
         return file_sha256(self.path)
 
     def abort(self) -> None:
@@ -139,23 +137,15 @@ class ShardWriter:
             except Exception:  # noqa: BLE001 - the file is being discarded
                 pass
             self._file = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        if self._target is not None:
+            self._target.abort()
+            self._target = None
 
     def __enter__(self) -> "ShardWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.abort()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_shard(path: str | Path):

@@ -43,10 +43,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from spectdl.data._util import atomic_write_bytes, generator_for, json_bytes, mix_seed, single_thread
+from spectdl.data._util import atomic_write_bytes, json_bytes, single_thread
 from spectdl.data.config import SimulationConfig, load_simulation_config
-from spectdl.data.shards import ShardWriter, file_sha256, open_shard, remove_stale_temporaries, shard_name
+from spectdl.data.seeding import generator_for, mix_seed
+from spectdl.data.shards import ShardWriter, open_shard, remove_stale_temporaries, shard_name
 from spectdl.errors import InputError, SpectdlError
+from spectdl.io.atomic import file_sha256
 from spectdl.noise import poisson, thin
 
 __all__ = ["SimulationResult", "load_manifest_json", "read_sample", "reconstruct_simulation", "regenerate", "simulate",

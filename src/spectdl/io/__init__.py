@@ -20,19 +20,14 @@ from spectdl.io.ct import (
     resample_to_grid,
 )
 from spectdl.io.export import DEIDENTIFY_NEW_UIDS, DEIDENTIFY_REMOVE, DEIDENTIFY_REPLACE, write_dicom_series
+from spectdl.io.interfile import read_interfile
 from spectdl.io.interfile_spect import read_interfile_projections, read_interfile_volume
 from spectdl.io.nifti import lps_to_ras, read_nifti, write_nifti
+from spectdl.io.nm_volumes import read_volume_series, suv, suv_factor
 from spectdl.io.planar import PlanarScan, read_planar
 from spectdl.io.projections import Acquisition, read_projections
 from spectdl.io.scatter import smooth_views, tew_scatter
 from spectdl.io.volume import Volume, patient_to_voxel, voxel_to_patient
-from spectdl.io.volumes import read_volume_series, suv, suv_factor
-
-try:  # written alongside the phantoms; io must import even before it exists
-    from spectdl.io.interfile import read_interfile
-except ImportError:  # pragma: no cover - only while the module is absent
-    def read_interfile(*args, **kwargs):
-        raise ImportError("spectdl.io.interfile is not available in this installation")
 
 __all__ = [
     "Acquisition",

@@ -11,7 +11,7 @@ Input handling, in order:
 2. a 3-D volume ``[B, C, X, Y, Z]`` becomes the batch of its axial slices ``[B·Z, C, X, Y]``
    (2-D networks see one slice at a time);
 3. a grey image (``C = 1``) is repeated to 3 channels when ``repeat_grey=True``;
-4. with ``imagenet_normalize`` (the default for a :class:`spectdl.models.backbones.VGGFeatures`
+4. with ``imagenet_normalize`` (the default for a :class:`spectdl.metrics.backbones.VGGFeatures`
    extractor, which expects it), ``(x − [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]`` per channel;
 5. the feature extractor runs.
 
@@ -28,7 +28,7 @@ from torch import nn
 
 from spectdl.errors import InputError
 from spectdl.losses._base import Loss, check_pair, first_given, resolve_data_range
-from spectdl.models.backbones import WEIGHT_FILES, VGGFeatures
+from spectdl.metrics.backbones import WEIGHT_FILES, VGGFeatures
 
 CRITERIA = ("l1", "l2")
 #: Layers used when none are given: the deepest VGG19 block, as in SRGAN/ESRGAN perceptual losses.

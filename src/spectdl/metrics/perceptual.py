@@ -44,7 +44,7 @@ class FID(Metric):
     Args:
         data_range: the images' value range ``[0, data_range]``.
         weights_path: local FID Inception-v3 weights (see
-            :data:`spectdl.models.backbones.WEIGHT_FILES`), or
+            :data:`spectdl.metrics.backbones.WEIGHT_FILES`), or
         feature_extractor: any module ``[N, 3, H, W]`` in [−1, 1] → ``[N, D]``.
 
     ``update(images, real=True|False)`` adds images ``[N, C, *spatial]``;

@@ -1,15 +1,19 @@
 """Model zoo: the networks of the published SPECT deep-learning studies, by name.
 
-``build(name, **kwargs)`` constructs a registered model and ``available()`` lists the names. The
+``build(name, **kwargs)`` constructs a registered model, ``available()`` lists the names and
+``example(name)`` gives the tiny instance the contract tests run. Every N-D network takes
+``(spatial_dims, in_channels, out_channels, *, ...)`` and every fixed-dimension one
+``(in_channels, out_channels, *, ...)``, the rest keyword-only (MONAI's order). The
 classes are importable from here (``from spectdl.models import U2Net``); each family lives in its own
-module and is imported on first use, so ``import spectdl.models.backbones`` stays light.
+module and is imported on first use, so ``import spectdl.models`` stays light. (The frozen
+feature networks of the perceptual losses and metrics are :mod:`spectdl.metrics.backbones`.)
 """
 
 from __future__ import annotations
 
 import importlib
 
-from spectdl.models.registry import available, build, register
+from spectdl.models.registry import ModelExample, Violation, available, build, example, register
 
 _LAZY = {
     "U2Net": "u2net",
@@ -31,7 +35,7 @@ _LAZY = {
     "count_parameters": "_common",
 }
 
-__all__ = ["available", "build", "register", *_LAZY]
+__all__ = ["ModelExample", "Violation", "available", "build", "example", "register", *_LAZY]
 
 
 def __getattr__(name: str):

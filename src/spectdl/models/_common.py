@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -18,7 +19,8 @@ _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def check_spatial_dims(spatial_dims: int, allowed: Sequence[int] = (2, 3), owner: str = "model") -> int:
-    if spatial_dims not in allowed:
+    # bool is an int and 2.0 == 2: neither is a number of dimensions a config should hold.
+    if not isinstance(spatial_dims, int) or isinstance(spatial_dims, bool) or spatial_dims not in allowed:
         raise ConfigError(f"{owner}: spatial_dims={spatial_dims!r}; expected one of {tuple(allowed)}")
     return int(spatial_dims)
 
@@ -27,6 +29,30 @@ def check_channels(value: int, name: str, owner: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{owner}: {name}={value!r}; expected a positive integer")
     return value
+
+
+def check_network_args(
+    owner: str,
+    *,
+    in_channels: int,
+    out_channels: int,
+    spatial_dims: int | None = None,
+    allowed_dims: Sequence[int] = (2, 3),
+    **positive: int,
+) -> tuple[int | None, int, int]:
+    """The constructor checks every network shares; returns ``(spatial_dims, in_channels, out_channels)``.
+
+    Raises ``ConfigError`` naming ``owner``, the argument, the value found and the value expected
+    unless ``spatial_dims`` (when given; ``None`` for a fixed-dimension network, returned as ``None``)
+    is one of ``allowed_dims`` and ``in_channels``, ``out_channels`` and every keyword of
+    ``positive`` (e.g. ``features=64``, ``growth=32``) are positive integers.
+    """
+    sd = None if spatial_dims is None else check_spatial_dims(spatial_dims, allowed_dims, owner)
+    cin = check_channels(in_channels, "in_channels", owner)
+    cout = check_channels(out_channels, "out_channels", owner)
+    for name, value in positive.items():
+        check_channels(value, name, owner)
+    return sd, cin, cout
 
 
 def conv(spatial_dims: int):
@@ -84,6 +110,24 @@ def check_batch_for_norm(x: torch.Tensor, training: bool, owner: str) -> None:
         raise InputError(
             f"{owner}: batch size {x.shape[0]} in training mode; expected at least 2 because a "
             "BatchNorm acts on a 1x1 feature map (use model.eval() for single samples)"
+        )
+
+
+def check_norm_statistics(
+    x: torch.Tensor, deepest: Sequence[int], training: bool, owner: str, expected: str
+) -> None:
+    """Raise ``InputError`` when, in training mode, the deepest BatchNorm would see one value per
+    channel: ``B · prod(deepest) < 2`` with ``deepest`` the spatial size of the deepest feature map.
+
+    ``expected`` says in words what input would work (e.g. ``"batch >= 2 or a size >= 33"``).
+    """
+    # torch's own error ("Expected more than 1 value per channel") names no layer and no input size.
+    values = int(x.shape[0]) * math.prod(int(s) for s in deepest)
+    if training and values < 2:
+        raise InputError(
+            f"{owner}: x has shape {tuple(x.shape)} in training mode, so the deepest BatchNorm acts on a "
+            f"{tuple(int(s) for s in deepest)} map with one value per channel; expected {expected} "
+            "(or model.eval())"
         )
 
 

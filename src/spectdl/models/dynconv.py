@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectdl.errors import ConfigError, InputError
-from spectdl.models._common import check_channels, check_input, long_skip, resize_to
-from spectdl.models.registry import register
+from spectdl.models._common import check_channels, check_input, check_network_args, long_skip, resize_to
+from spectdl.models.registry import ModelExample, Violation, register
 
 
 def _triple(value, name: str, owner: str) -> tuple[int, int, int]:
@@ -39,7 +39,18 @@ def _attention_mlp(in_features: int, n: int) -> nn.Sequential:
     )
 
 
-@register("dynconv3d")
+@register(
+    "dynconv3d",
+    example=ModelExample(
+        kwargs={"in_channels": 2, "out_channels": 3, "kernel_size": (3, 3, 1), "padding": (1, 0, 0)},
+        input_shape=(2, 2, 4, 5, 3),
+        output_shape=(2, 3, 4, 3, 3),
+        violations=(
+            Violation((2, 2, 4, 2, 3), "expected each size + 2·padding >= kernel_size (3, 3, 1)"),
+            Violation((2, 3, 4, 5, 3), "expected [B, C, X, Y, Z] with C=2"),
+        ),
+    ),
+)
 class DynConv3d(nn.Module):
     """3-D dynamic convolution with spatial, input-channel and output-channel attention.
 
@@ -56,8 +67,9 @@ class DynConv3d(nn.Module):
         bias: a static bias.
         attention_channels: channels of the attention input ``z`` (default ``in_channels``).
 
-    Shapes: ``x [B, C_in, X, Y, Z] -> [B, C_out, X', Y', Z']`` as ``nn.Conv3d``; ``z [B, C_att, ...]``
-    of any spatial size.
+    Shapes: ``x [B, C_in, X, Y, Z] -> [B, C_out, X', Y', Z']`` as ``nn.Conv3d``
+    (``X' = floor((X + 2·p_x - k_x) / s_x) + 1``, so ``X + 2·p_x >= k_x`` or ``InputError``);
+    ``z [B, C_att, ...]`` of any spatial size.
     """
 
     transposed = False
@@ -66,6 +78,7 @@ class DynConv3d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         kernel_size=3,
         padding=0,
         stride=1,
@@ -74,8 +87,9 @@ class DynConv3d(nn.Module):
     ):
         super().__init__()
         owner = type(self).__name__
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
+        _, self.in_channels, self.out_channels = check_network_args(
+            owner, in_channels=in_channels, out_channels=out_channels
+        )
         self.kernel_size = _triple(kernel_size, "kernel_size", owner)
         self.padding = _triple(padding, "padding", owner)
         self.stride = _triple(stride, "stride", owner)
@@ -134,7 +148,15 @@ class DynConv3d(nn.Module):
         return y.reshape(b, self.out_channels, *y.shape[2:])
 
     def forward(self, x: torch.Tensor, attention_input: torch.Tensor | None = None) -> torch.Tensor:
-        check_input(x, self.in_channels, 3, type(self).__name__)
+        owner = type(self).__name__
+        check_input(x, self.in_channels, 3, owner)
+        if not self.transposed and any(
+            s + 2 * p < k for s, p, k in zip(x.shape[2:], self.padding, self.kernel_size)
+        ):
+            raise InputError(
+                f"{owner}: x spatial size {tuple(x.shape[2:])} with padding {self.padding}; "
+                f"expected each size + 2·padding >= kernel_size {self.kernel_size}"
+            )
         attention = self.attention(x if attention_input is None else attention_input)
         if attention[0].shape[0] != x.shape[0]:
             raise InputError(
@@ -144,10 +166,19 @@ class DynConv3d(nn.Module):
         return self.conv(x, self.kernel(*attention))
 
 
-@register("dynconvtranspose3d")
+@register(
+    "dynconvtranspose3d",
+    example=ModelExample(
+        kwargs={"in_channels": 2, "out_channels": 3, "kernel_size": (3, 3, 1)},
+        input_shape=(2, 2, 4, 5, 3),
+        output_shape=(2, 3, 6, 7, 3),
+        violations=(Violation((2, 2, 4, 5), "expected [B, C, X, Y, Z] with C=2"),),
+    ),
+)
 class DynConvTranspose3d(DynConv3d):
     """Transposed form of :class:`DynConv3d`: ``W`` is ``(C_in, C_out, kx, ky, kz)`` as in
-    ``torch.nn.ConvTranspose3d``, with the same per-sample attention. Shapes as ``nn.ConvTranspose3d``.
+    ``torch.nn.ConvTranspose3d``, with the same per-sample attention. Shapes as ``nn.ConvTranspose3d``
+    (``X' = (X - 1)·s_x - 2·p_x + k_x``).
     """
 
     transposed = True
@@ -189,7 +220,7 @@ class _Block(nn.Module):
             self.conv = cls(in_channels, features, kernel_size)
         else:
             cls = DynConvTranspose3d if transposed else DynConv3d
-            self.conv = cls(in_channels, features, kernel_size)
+            self.conv = cls(in_channels, features, kernel_size=kernel_size)
         self.dense = DenseBlock3d(features, dense_layers)
 
     def forward(self, x: torch.Tensor, running: torch.Tensor | None):
@@ -204,7 +235,15 @@ class _Block(nn.Module):
         return self.dense(F.relu(h)), running
 
 
-@register("dynunet3d")
+@register(
+    "dynunet3d",
+    example=ModelExample(
+        kwargs={"in_channels": 2, "out_channels": 1, "mode": "dc-dynamic", "features": 2, "dense_layers": 1},
+        input_shape=(2, 2, 9, 10, 3),
+        output_shape=(2, 1, 9, 10, 3),
+        violations=(Violation((2, 2, 8, 12, 3), "expected X, Y >= 9"),),
+    ),
+)
 class DynUNet3d(nn.Module):
     """U-Net-like 3-D network of Xie et al. (2023) with static, dynamic or densely connected dynamic
     (DC-Dy) convolutions.
@@ -239,6 +278,7 @@ class DynUNet3d(nn.Module):
         self,
         in_channels: int = 1,
         out_channels: int = 1,
+        *,
         mode: str = "dc-dynamic",
         features: int = 32,
         dense_layers: int = 3,
@@ -248,10 +288,13 @@ class DynUNet3d(nn.Module):
         owner = type(self).__name__
         if mode not in _MODES:
             raise ConfigError(f"{owner}: mode={mode!r}; expected one of {_MODES}")
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(features, "features", owner)
-        check_channels(dense_layers, "dense_layers", owner)
+        _, self.in_channels, self.out_channels = check_network_args(
+            owner,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=features,
+            dense_layers=dense_layers,
+        )
         self.mode = mode
         self.long_skip = bool(long_skip)
         k = (3, 3, 1)

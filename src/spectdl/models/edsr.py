@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spectdl.models._common import check_channels, check_input, check_spatial_dims, conv, long_skip
-from spectdl.models.registry import register
+from spectdl.models._common import check_input, check_network_args, conv, long_skip
+from spectdl.models.registry import ModelExample, Violation, register
 
 
 class ResBlock(nn.Module):
@@ -28,18 +28,26 @@ class ResBlock(nn.Module):
         return x + self.residual_scale * self.body(x)
 
 
-@register("edsr")
+@register(
+    "edsr",
+    example=ModelExample(
+        kwargs={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "num_blocks": 1, "features": 4},
+        input_shape=(2, 1, 7, 9),
+        output_shape=(2, 1, 7, 9),
+        violations=(Violation((2, 1, 7, 9, 3), "expected [B, C, H, W] with C=1"),),
+    ),
+)
 class EDSR(nn.Module):
     """EDSR: head conv -> ``num_blocks`` residual blocks -> conv, plus the head features (global
     residual) -> tail conv to ``out_channels`` (linear). The reference's upsampler is left out, so the
     output has the input's size.
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels, out_channels: image channels.
         num_blocks: residual blocks (16, the EDSR baseline).
         features: channels (64).
         residual_scale: scaling of each block's residual (1 for the baseline, 0.1 for the large model).
-        spatial_dims: 2 or 3.
         long_skip: add input channel 0 to the output.
 
     Shapes: ``[B, in, *S] -> [B, out, *S]`` for any ``S``. About 1.22 M parameters at 1 -> 1 in 2-D.
@@ -47,20 +55,24 @@ class EDSR(nn.Module):
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
+        *,
         num_blocks: int = 16,
         features: int = 64,
         residual_scale: float = 1.0,
-        spatial_dims: int = 2,
         long_skip: bool = False,
     ):
         super().__init__()
-        owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(features, "features", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            type(self).__name__,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=features,
+        )
+        self.spatial_dims = sd
         self.long_skip = bool(long_skip)
         c = conv(sd)
         self.head = c(in_channels, features, 3, padding=1)

@@ -33,14 +33,22 @@ from spectdl.models._common import (
     batch_norm,
     check_channels,
     check_input,
-    check_spatial_dims,
+    check_network_args,
     conv,
     conv_transpose,
 )
-from spectdl.models.registry import register
+from spectdl.models.registry import ModelExample, Violation, register
 
 
-@register("pix2pix_generator")
+@register(
+    "pix2pix_generator",
+    example=ModelExample(
+        kwargs={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "features": (4, 8, 8)},
+        input_shape=(2, 1, 16, 8),
+        output_shape=(2, 1, 16, 8),
+        violations=(Violation((2, 1, 16, 12), "expected each size divisible by 8"),),
+    ),
+)
 class Pix2PixGenerator(nn.Module):
     """U-Net generator of pix2pix, as used for low-dose myocardial perfusion projections.
 
@@ -51,32 +59,34 @@ class Pix2PixGenerator(nn.Module):
     linear output). See the module docstring for the parameter arithmetic (29.24 M at 1 -> 1).
 
     Args:
+        spatial_dims: 2 (the paper's) or 3.
         in_channels, out_channels: image channels.
         features: encoder filter counts; the depth is ``len(features)``, so the spatial size must be
             divisible by ``2**len(features)`` (64 for the default six blocks).
         encoder_norm: 1-based encoder blocks with BatchNorm (the study's: 2, 3 and 4).
         dropout: dropout probability after the first decoder block.
         final_activation: ``"sigmoid"`` (default, the paper's) or ``None``.
-        spatial_dims: 2 (the paper's) or 3.
 
     Shapes: ``[B, in, *S] -> [B, out, *S]``, each ``S_i`` divisible by ``2**len(features)``.
     """
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
+        *,
         features: Sequence[int] = (64, 128, 256, 512, 512, 512),
         encoder_norm: Sequence[int] = (2, 3, 4),
         dropout: float = 0.5,
         final_activation: str | None = "sigmoid",
-        spatial_dims: int = 2,
     ):
         super().__init__()
         owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            owner, spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels
+        )
+        self.spatial_dims = sd
         features = [check_channels(int(f), "features", owner) for f in features]
         if len(features) < 1:
             raise ConfigError(f"{owner}: features={features}; expected at least one block")
@@ -123,7 +133,18 @@ class Pix2PixGenerator(nn.Module):
         return self.head(h)
 
 
-@register("patch_discriminator")
+@register(
+    "patch_discriminator",
+    example=ModelExample(
+        kwargs={"spatial_dims": 2, "in_channels": 2, "out_channels": 1, "features": 2, "logits": True},
+        input_shape=(2, 2, 16, 24),
+        output_shape=(2, 1, 1, 2),
+        violations=(
+            Violation((2, 2, 16, 20), "expected each size divisible by 8 and at least 16"),
+            Violation((2, 2, 8, 16), "expected each size divisible by 8 and at least 16"),
+        ),
+    ),
+)
 class PatchDiscriminator(nn.Module):
     """PatchGAN discriminator of pix2pix on the concatenated (condition, image) pair.
 
@@ -137,27 +158,31 @@ class PatchDiscriminator(nn.Module):
     ``forward(x, y)`` concatenates ``x`` and ``y`` along channels first.
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels: channels of the concatenated pair (2 for single-channel condition and image).
         out_channels: score channels (1).
         features: filters of the first block (48 in the study).
         logits: return logits instead of probabilities.
-        spatial_dims: 2 or 3.
     """
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 2,
         out_channels: int = 1,
+        *,
         features: int = 48,
         logits: bool = False,
-        spatial_dims: int = 2,
     ):
         super().__init__()
-        owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(features, "features", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            type(self).__name__,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=features,
+        )
+        self.spatial_dims = sd
         self.logits = bool(logits)
         layers: list[nn.Module] = []
         prev = in_channels

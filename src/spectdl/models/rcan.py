@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from spectdl.errors import ConfigError
-from spectdl.models._common import check_channels, check_input, check_spatial_dims, conv, long_skip
-from spectdl.models.registry import register
+from spectdl.models._common import check_input, check_network_args, conv, long_skip
+from spectdl.models.registry import ModelExample, Violation, register
 
 
 class ChannelAttention(nn.Module):
@@ -64,18 +64,28 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
-@register("rcan")
+@register(
+    "rcan",
+    example=ModelExample(
+        kwargs=dict(
+            spatial_dims=2, in_channels=1, out_channels=1, num_groups=1, num_blocks=1, features=4, reduction=2
+        ),
+        input_shape=(2, 1, 7, 9),
+        output_shape=(2, 1, 7, 9),
+        violations=(Violation((2, 2, 7, 9), "expected [B, C, H, W] with C=1"),),
+    ),
+)
 class RCAN(nn.Module):
     """RCAN: head conv -> ``num_groups`` residual groups of ``num_blocks`` RCAB -> conv, plus the head
     features (long residual) -> tail conv to ``out_channels`` (linear; no upsampler).
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels, out_channels: image channels.
         num_groups: residual groups (10).
         num_blocks: RCAB per group (20).
         features: channels (64).
         reduction: channel-attention reduction ``r`` (16).
-        spatial_dims: 2 or 3.
         long_skip: add input channel 0 to the output.
 
     Shapes: ``[B, in, *S] -> [B, out, *S]`` for any ``S``. About 15.3 M parameters at 1 -> 1 in 2-D.
@@ -83,21 +93,26 @@ class RCAN(nn.Module):
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
+        *,
         num_groups: int = 10,
         num_blocks: int = 20,
         features: int = 64,
         reduction: int = 16,
-        spatial_dims: int = 2,
         long_skip: bool = False,
     ):
         super().__init__()
         owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(features, "features", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            owner,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=features,
+        )
+        self.spatial_dims = sd
         if not isinstance(reduction, int) or reduction < 1 or features // reduction < 1:
             raise ConfigError(
                 f"{owner}: reduction={reduction!r}; expected an integer in [1, features={features}]"

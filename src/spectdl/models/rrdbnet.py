@@ -14,13 +14,13 @@ from torch import nn
 from spectdl.errors import ConfigError, InputError
 from spectdl.models._common import (
     batch_norm,
-    check_channels,
     check_input,
-    check_spatial_dims,
+    check_network_args,
+    check_norm_statistics,
     conv,
     long_skip,
 )
-from spectdl.models.registry import register
+from spectdl.models.registry import ModelExample, Violation, register
 
 
 def pixel_shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -84,18 +84,26 @@ class RRDB(nn.Module):
         return x + self.residual_scale * self.blocks(x)
 
 
-@register("rrdbnet")
+@register(
+    "rrdbnet",
+    example=ModelExample(
+        kwargs=dict(spatial_dims=2, in_channels=1, out_channels=1, num_blocks=1, features=4, growth=2),
+        input_shape=(2, 1, 7, 6),
+        output_shape=(2, 1, 7, 6),
+        violations=(Violation((2, 2, 7, 6), "expected [B, C, H, W] with C=1"),),
+    ),
+)
 class RRDBNet(nn.Module):
     """Same-size RRDBNet (Wang et al. 2018): conv -> ``num_blocks`` RRDB -> conv (+ trunk skip) ->
     conv to ``features·2^d`` + PixelShuffle ×2 + LReLU -> conv 3^d stride 2 + LReLU -> conv + LReLU -> conv.
 
     Args:
+        spatial_dims: 2 (planar images) or 3.
         in_channels, out_channels: image channels.
         num_blocks: number of RRDB (9 in the study; 23 in ESRGAN).
         features: trunk channels (64).
         growth: dense growth channels (32).
         residual_scale: the 0.2 of both residual levels.
-        spatial_dims: 2 (planar images) or 3.
         long_skip: add input channel 0 to the (linear) output.
 
     Shapes: ``[B, in, *S] -> [B, out, *S]`` for any ``S`` (2·S after the sub-pixel step, then
@@ -104,22 +112,26 @@ class RRDBNet(nn.Module):
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
+        *,
         num_blocks: int = 9,
         features: int = 64,
         growth: int = 32,
         residual_scale: float = 0.2,
-        spatial_dims: int = 2,
         long_skip: bool = False,
     ):
         super().__init__()
-        owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(features, "features", owner)
-        check_channels(growth, "growth", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            type(self).__name__,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=features,
+            growth=growth,
+        )
+        self.spatial_dims = sd
         self.long_skip = bool(long_skip)
         c = conv(sd)
         self.conv_first = c(in_channels, features, 3, padding=1)
@@ -143,7 +155,18 @@ class RRDBNet(nn.Module):
         return long_skip(x, out) if self.long_skip else out
 
 
-@register("vgg_discriminator")
+@register(
+    "vgg_discriminator",
+    example=ModelExample(
+        kwargs={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "patch_size": 32, "features": 2},
+        input_shape=(2, 1, 32, 32),
+        output_shape=(2, 1),
+        violations=(
+            Violation((2, 1, 64, 64), "expected 32 in every dimension"),
+            Violation((1, 1, 32, 32), "expected batch >= 2 or patch_size >= 64", training=True),
+        ),
+    ),
+)
 class VGGDiscriminator(nn.Module):
     """VGG-style discriminator of ESRGAN, with a head sized for ``patch_size``.
 
@@ -152,24 +175,36 @@ class VGGDiscriminator(nn.Module):
     Linear(``8·features·(patch_size/32)^d`` -> 100), LeakyReLU 0.2, Linear(100 -> ``out_channels``)
     giving logits (no sigmoid; pair with ``BCEWithLogitsLoss`` or a relativistic loss).
 
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and logits.
+        patch_size: side ``P`` of every input, a multiple of 32 (192 in the study).
+        features: filters of the first stage (64).
+
     Shapes: ``[B, in, P, ..., P] -> [B, out]`` with ``P = patch_size`` divisible by 32 (192 in the
-    study, giving a 6^d map of ``8·features`` channels before the head).
+    study, giving a 6^d map of ``8·features`` channels before the head); any other size raises
+    ``InputError``.
     """
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
+        *,
         patch_size: int = 192,
         features: int = 64,
-        spatial_dims: int = 2,
     ):
         super().__init__()
         owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(features, "features", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            owner,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            features=features,
+        )
+        self.spatial_dims = sd
         if not isinstance(patch_size, int) or patch_size < 32 or patch_size % 32:
             raise ConfigError(f"{owner}: patch_size={patch_size!r}; expected a positive multiple of 32")
         self.patch_size = patch_size
@@ -200,4 +235,8 @@ class VGGDiscriminator(nn.Module):
                 f"VGGDiscriminator: x spatial size {tuple(x.shape[2:])}; expected {self.patch_size} "
                 "in every dimension (the head is sized for patch_size)"
             )
+        side = self.patch_size // 32
+        check_norm_statistics(
+            x, [side] * self.spatial_dims, self.training, "VGGDiscriminator", "batch >= 2 or patch_size >= 64"
+        )
         return self.head(self.features(x))

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from spectdl.errors import ConfigError, InputError
-from spectdl.models._common import check_batch_for_norm, check_channels, check_input
-from spectdl.models.registry import register
+from spectdl.models._common import check_batch_for_norm, check_channels, check_input, check_network_args
+from spectdl.models.registry import ModelExample, Violation, register
 
 _KERNELS = (6, 6, 5, 5, 5)
 _STRIDES = (2, 2, 2, 2, 1)
@@ -61,7 +61,18 @@ def wrap_pad_sinogram(sino: torch.Tensor, target_rows: int = 128) -> torch.Tenso
     return sino.index_select(-2, index)
 
 
-@register("spectnet_encoder")
+@register(
+    "spectnet_encoder",
+    example=ModelExample(
+        kwargs={"in_channels": 2, "out_channels": 4, "features": (2, 2, 2, 2)},
+        input_shape=(2, 2, 128, 128),
+        output_shape=(2, 4),
+        violations=(
+            Violation((2, 2, 120, 128), "expected (128, 128)"),
+            Violation((1, 2, 128, 128), "expected at least 2", training=True),
+        ),
+    ),
+)
 class SPECTnetEncoder(nn.Module):
     """SPECTnet encoder / mapping network: five unpadded convolutions, each followed by ReLU and
     BatchNorm, 128×128 -> 1×1 (see the module docstring for the sizes).
@@ -78,12 +89,17 @@ class SPECTnetEncoder(nn.Module):
     image_size = 128
 
     def __init__(
-        self, in_channels: int = 1, out_channels: int = 256, features: Sequence[int] = (64, 64, 128, 128)
+        self,
+        in_channels: int = 1,
+        out_channels: int = 256,
+        *,
+        features: Sequence[int] = (64, 64, 128, 128),
     ):
         super().__init__()
         owner = type(self).__name__
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
+        _, self.in_channels, self.out_channels = check_network_args(
+            owner, in_channels=in_channels, out_channels=out_channels
+        )
         features = list(features)
         if len(features) != 4:
             raise ConfigError(f"{owner}: features={features}; expected 4 filter counts")
@@ -107,7 +123,15 @@ class SPECTnetEncoder(nn.Module):
         return self.net(x).flatten(1)
 
 
-@register("spectnet_decoder")
+@register(
+    "spectnet_decoder",
+    example=ModelExample(
+        kwargs={"in_channels": 4, "out_channels": 1, "hidden": 8, "features": 2, "image_size": 16},
+        input_shape=(2, 4),
+        output_shape=(2, 1, 16, 16),
+        violations=(Violation((2, 5), "expected [B, 4]"),),
+    ),
+)
 class SPECTnetDecoder(nn.Module):
     """SPECTnet decoder: FC ``in -> 2048`` + sigmoid, FC ``2048 -> 128·128`` + sigmoid, reshape to a
     128×128 image, two 3×3 convolutions (``features`` filters, ReLU), and a final 3×3 transposed
@@ -127,16 +151,16 @@ class SPECTnetDecoder(nn.Module):
         self,
         in_channels: int = 256,
         out_channels: int = 1,
+        *,
         hidden: int = 2048,
         features: int = 32,
         image_size: int = 128,
     ):
         super().__init__()
         owner = type(self).__name__
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
-        check_channels(hidden, "hidden", owner)
-        check_channels(features, "features", owner)
+        _, self.in_channels, self.out_channels = check_network_args(
+            owner, in_channels=in_channels, out_channels=out_channels, hidden=hidden, features=features
+        )
         self.image_size = check_channels(image_size, "image_size", owner)
         self.fc = nn.Sequential(
             nn.Linear(in_channels, hidden),
@@ -182,11 +206,45 @@ class SPECTnet(nn.Module):
         self.out_channels = decoder.out_channels
 
     @classmethod
-    def from_channels(cls, in_channels: int = 2, out_channels: int = 1, latent: int = 256) -> "SPECTnet":
-        return cls(SPECTnetEncoder(in_channels, latent), SPECTnetDecoder(latent, out_channels))
+    def from_channels(
+        cls,
+        in_channels: int = 2,
+        out_channels: int = 1,
+        *,
+        latent: int = 256,
+        mapper_features: Sequence[int] = (64, 64, 128, 128),
+        decoder_hidden: int = 2048,
+        decoder_features: int = 32,
+    ) -> "SPECTnet":
+        """A fresh ``SPECTnet``: ``SPECTnetEncoder(in_channels, latent, features=mapper_features)``
+        then ``SPECTnetDecoder(latent, out_channels, hidden=decoder_hidden, features=decoder_features)``.
+
+        Shapes: ``[B, in_channels, 128, 128] -> [B, out_channels, 128, 128]``.
+        """
+        mapper = SPECTnetEncoder(in_channels, latent, features=tuple(mapper_features))
+        decoder = SPECTnetDecoder(latent, out_channels, hidden=decoder_hidden, features=decoder_features)
+        return cls(mapper, decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.mapper(x))
 
 
-register("spectnet")(SPECTnet.from_channels)
+register(
+    "spectnet",
+    example=ModelExample(
+        kwargs=dict(
+            in_channels=2,
+            out_channels=1,
+            latent=4,
+            mapper_features=(2, 2, 2, 2),
+            decoder_hidden=8,
+            decoder_features=2,
+        ),
+        input_shape=(2, 2, 128, 128),
+        output_shape=(2, 1, 128, 128),
+        violations=(
+            Violation((2, 2, 120, 128), "expected (128, 128)"),
+            Violation((1, 2, 128, 128), "expected at least 2", training=True),
+        ),
+    ),
+)(SPECTnet.from_channels)

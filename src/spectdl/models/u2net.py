@@ -16,15 +16,15 @@ from torch import nn
 from spectdl.errors import ConfigError
 from spectdl.models._common import (
     batch_norm,
-    check_channels,
     check_input,
-    check_spatial_dims,
+    check_network_args,
+    check_norm_statistics,
     conv,
     long_skip,
     max_pool,
     resize_to,
 )
-from spectdl.models.registry import register
+from spectdl.models.registry import ModelExample, Violation, register
 
 
 class _ConvBNReLU(nn.Sequential):
@@ -110,7 +110,18 @@ _SMALL_DECODER = [(4, True, 128, 16, 64), (4, False, 128, 16, 64), (5, False, 12
                   (6, False, 128, 16, 64), (7, False, 128, 16, 64)]
 
 
-@register("u2net")
+_EXAMPLE = ModelExample(
+    kwargs={"spatial_dims": 2, "in_channels": 2, "out_channels": 1},
+    input_shape=(2, 2, 33, 20),
+    output_shape=(2, 1, 33, 20),
+    violations=(
+        Violation((1, 2, 32, 32), "expected batch >= 2 or a spatial size >= 33", training=True),
+        Violation((2, 1, 33, 33), "expected [B, C, H, W] with C=2"),
+    ),
+)
+
+
+@register("u2net", example=_EXAMPLE)
 class U2Net(nn.Module):
     """U²-Net (Qin et al. 2020), full size: about 44.0 M parameters at 2 -> 1 channels in 2-D.
 
@@ -126,9 +137,9 @@ class U2Net(nn.Module):
     estimate and deep supervision compares like with like.
 
     Args:
+        spatial_dims: 2 (the paper's) or 3 (3^3 kernels; about three times the parameters).
         in_channels: input channels; channel 0 is the SPECT image (the others, e.g. CT, are guides).
         out_channels: output channels.
-        spatial_dims: 2 (the paper's) or 3 (3^3 kernels; about three times the parameters).
         long_skip: add input channel 0 to the outputs.
         zero_init_outputs: start the side and fusion convolutions at zero, so that with
             ``long_skip`` the untrained network returns its input channel 0 unchanged. A short
@@ -138,21 +149,27 @@ class U2Net(nn.Module):
     Shapes: ``x [B, in, *S] -> y [B, out, *S]``; any ``S`` (upsampling matches each skip exactly).
     ``forward(x, return_sides=True)`` returns ``(y, [s_1, ..., s_6])``, each ``[B, out, *S]``,
     ``s_1`` the finest. In training mode BatchNorm needs more than one value per channel at the
-    deepest stage, so with batch 1 keep ``S >= 33`` (the sixth stage then is at least 2 wide).
+    deepest stage, so with batch 1 keep ``S >= 33`` (the sixth stage then is at least 2 wide): the
+    deepest maps are ``ceil(S / 32)``, and ``B · prod(ceil(S_i / 32)) < 2`` in training mode raises
+    ``InputError``.
     """
 
     _encoder_config = _U2NET_ENCODER
     _decoder_config = _U2NET_DECODER
 
     def __init__(
-        self, in_channels: int = 2, out_channels: int = 1, spatial_dims: int = 2, long_skip: bool = True,
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 2,
+        out_channels: int = 1,
+        *,
+        long_skip: bool = True,
         zero_init_outputs: bool = False,
     ):
         super().__init__()
-        owner = type(self).__name__
-        self.spatial_dims = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
+        self.spatial_dims, self.in_channels, self.out_channels = check_network_args(
+            type(self).__name__, spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels
+        )
         self.long_skip = bool(long_skip)
         sd = self.spatial_dims
         self.encoder = nn.ModuleList(
@@ -179,8 +196,13 @@ class U2Net(nn.Module):
                     nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, return_sides: bool = False):
-        check_input(x, self.in_channels, self.spatial_dims, type(self).__name__)
+        owner = type(self).__name__
+        check_input(x, self.in_channels, self.spatial_dims, owner)
         size = x.shape[2:]
+        # Stage i (0-based) runs at S / 2^i and its RSU pools h - 2 more times unless dilated.
+        halvings = max(i + (0 if dil else h - 2) for i, (h, dil, *_) in enumerate(self._encoder_config))
+        deepest = [-(-s // 2**halvings) for s in size]  # ceil-mode pooling composes to one ceil
+        check_norm_statistics(x, deepest, self.training, owner, "batch >= 2 or a spatial size >= 33")
         h = x
         enc = []
         for i, stage in enumerate(self.encoder):
@@ -202,7 +224,7 @@ class U2Net(nn.Module):
         return (fused, sides) if return_sides else fused
 
 
-@register("u2net_small")
+@register("u2net_small", example=_EXAMPLE)
 class U2NetSmall(U2Net):
     """The small U²-Net (the paper's U²-Net†): every stage mid 16 / out 64; about 1.13 M parameters.
 

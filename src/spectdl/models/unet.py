@@ -17,13 +17,14 @@ from spectdl.models._common import (
     batch_norm,
     check_channels,
     check_input,
-    check_spatial_dims,
+    check_network_args,
+    check_norm_statistics,
     conv,
     conv_transpose,
     long_skip,
     max_pool,
 )
-from spectdl.models.registry import register
+from spectdl.models.registry import ModelExample, Violation, register
 
 
 class DoubleConv(nn.Sequential):
@@ -41,7 +42,18 @@ class DoubleConv(nn.Sequential):
         )
 
 
-@register("unet")
+@register(
+    "unet",
+    example=ModelExample(
+        kwargs={"spatial_dims": 2, "in_channels": 2, "out_channels": 1, "features": (4, 8, 8)},
+        input_shape=(2, 2, 9, 12),
+        output_shape=(2, 1, 9, 12),
+        violations=(
+            Violation((2, 2, 3, 12), "expected each size divisible by 1 and at least 4"),
+            Violation((1, 2, 4, 4), "expected batch >= 2 or a spatial size >= 8", training=True),
+        ),
+    ),
+)
 class UNet(nn.Module):
     """U-Net: ``len(features)`` levels; level ``k`` is a :class:`DoubleConv` with ``features[k]``
     filters, with a 2^d max-pooling between levels; on the way up a 2^d stride-2 transposed
@@ -50,28 +62,31 @@ class UNet(nn.Module):
     output.
 
     Args:
-        in_channels, out_channels: image channels.
         spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels.
         features: filters per level, default ``(32, 64, 128, 256)``.
         long_skip: add input channel 0 to the output.
 
     Shapes: ``[B, in, *S] -> [B, out, *S]`` for any ``S >= 2**(len(features) - 1)``; in training
-    mode with batch 1 keep ``S >= 2**len(features)`` so the deepest BatchNorm sees several values.
+    mode with batch 1 keep ``S >= 2**len(features)`` in some dimension so the deepest BatchNorm
+    (at ``floor(S / 2**(len(features) - 1))``) sees several values; otherwise ``InputError``.
     """
 
     def __init__(
         self,
+        spatial_dims: int = 2,
         in_channels: int = 1,
         out_channels: int = 1,
-        spatial_dims: int = 2,
+        *,
         features: Sequence[int] = (32, 64, 128, 256),
         long_skip: bool = False,
     ):
         super().__init__()
         owner = type(self).__name__
-        self.spatial_dims = sd = check_spatial_dims(spatial_dims, owner=owner)
-        self.in_channels = check_channels(in_channels, "in_channels", owner)
-        self.out_channels = check_channels(out_channels, "out_channels", owner)
+        sd, self.in_channels, self.out_channels = check_network_args(
+            owner, spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels
+        )
+        self.spatial_dims = sd
         features = [check_channels(int(f), "features", owner) for f in features]
         if len(features) < 2:
             raise ConfigError(f"{owner}: features={features}; expected at least two levels")
@@ -93,8 +108,11 @@ class UNet(nn.Module):
         self.head = conv(sd)(features[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(
-            x, self.in_channels, self.spatial_dims, type(self).__name__, min_size=2 ** (self.levels - 1)
+        owner = type(self).__name__
+        check_input(x, self.in_channels, self.spatial_dims, owner, min_size=2 ** (self.levels - 1))
+        deepest = [s // 2 ** (self.levels - 1) for s in x.shape[2:]]
+        check_norm_statistics(
+            x, deepest, self.training, owner, f"batch >= 2 or a spatial size >= {2**self.levels}"
         )
         skips = []
         h = x

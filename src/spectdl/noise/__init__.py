@@ -1,6 +1,6 @@
 """Counting statistics: Poisson noise, binomial thinning (exact lower dose) and count scaling."""
 
-from spectdl.noise.acquisition import expected_counts
+from spectdl.noise.counts import expected_counts
 from spectdl.noise.poisson import poisson, scale_to_counts
 from spectdl.noise.thinning import thin
 

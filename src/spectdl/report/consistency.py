@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from spectdl.errors import InputError
-from spectdl.report.figures import _figure, _to_numpy, save_png
+from spectdl.report.png import _figure, _to_numpy, save_png
 
 __all__ = ["residual_per_view_figure"]
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from spectdl.errors import InputError
 from spectdl.io.atomic import atomic_write
-from spectdl.report import figures
+from spectdl.report.figures import image_grid
+from spectdl.report.plots import metric_boxplot
+from spectdl.report.png import save_png
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}
@@ -78,9 +80,9 @@ def _boxplots(df, fig_dir: Path) -> list[tuple[str, Path]]:
             if len(wide) < 2 or len(methods) < 2:
                 continue
             label = "_".join(str(k) for k in key if str(k) != "nan")
-            fig = figures.metric_boxplot(wide, methods, ylabel=metric.upper(), title=f"{metric.upper()} — {label}")
+            fig = metric_boxplot(wide, methods, ylabel=metric.upper(), title=f"{metric.upper()} — {label}")
             out.append((f"{metric.upper()} per case ({label}); p: paired Wilcoxon against the input",
-                        figures.save_png(fig, fig_dir / f"box_{metric}_{label}.png", overwrite=True)))
+                        save_png(fig, fig_dir / f"box_{metric}_{label}.png", overwrite=True)))
     return out
 
 
@@ -95,16 +97,16 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
                     [m for m in imgs if m not in ("truth", "reference", "input")]
             shown = {m: imgs[m] for m in order}
             ref = shown.get("reference")
-            fig = figures.image_grid(shown, vmin=0.0, vmax=float(np.percentile(ref, 99.8)) if ref is not None else None,
-                                     ncols=min(5, len(shown)), suptitle=f"case {case}: axial slice")
-            out.append((f"case {case}: every method on the same window", figures.save_png(
+            fig = image_grid(shown, vmin=0.0, vmax=float(np.percentile(ref, 99.8)) if ref is not None else None,
+                             ncols=min(5, len(shown)), suptitle=f"case {case}: axial slice")
+            out.append((f"case {case}: every method on the same window", save_png(
                 fig, fig_dir / f"images_{case}.png", overwrite=True)))
             if ref is not None:
                 diffs = {f"{m} − reference": shown[m] - ref for m in order if m not in ("reference", "truth")}
                 lim = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
-                fig = figures.image_grid(diffs, vmin=-lim, vmax=lim, cmap="RdBu_r", ncols=min(5, len(diffs)),
-                                         suptitle=f"case {case}: difference from the standard scan")
-                out.append((f"case {case}: difference images (method − standard scan)", figures.save_png(
+                fig = image_grid(diffs, vmin=-lim, vmax=lim, cmap="RdBu_r", ncols=min(5, len(diffs)),
+                                 suptitle=f"case {case}: difference from the standard scan")
+                out.append((f"case {case}: difference images (method − standard scan)", save_png(
                     fig, fig_dir / f"difference_{case}.png", overwrite=True)))
     return out
 
@@ -161,7 +163,7 @@ def _regional(df, fig_dir: Path) -> list[tuple[str, Path]]:
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         out.append((f"{metric.replace('_', ' ').upper()} per sphere (mean over phantoms)",
-                    figures.save_png(fig, fig_dir / f"spheres_{metric}.png", overwrite=True)))
+                    save_png(fig, fig_dir / f"spheres_{metric}.png", overwrite=True)))
     return out
 
 
@@ -201,7 +203,7 @@ def _training(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return [("Training and validation loss per epoch", figures.save_png(fig, fig_dir / "training.png", overwrite=True))]
+    return [("Training and validation loss per epoch", save_png(fig, fig_dir / "training.png", overwrite=True))]
 
 
 def build_study_report(run_dir: str | os.PathLike) -> Path:
@@ -253,6 +255,13 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
     if conv:
         parts.append(f"<p class='note'>Metric conventions: {html.escape(json.dumps(conv))}.</p>")
 
+    if summary.get("tests"):
+        parts.append("<h2>Paired tests between methods</h2>")
+        trow = [[html.escape(t["text"]), html.escape(", ".join(f"{k}={v}" for k, v in (t.get("where") or {}).items())),
+                 _fmt(t.get("mean_method")), _fmt(t.get("mean_baseline")), _fmt(t.get("mean_difference")),
+                 str(t.get("n", 0)), _p(t.get("p_value"))] for t in summary["tests"]]
+        parts.append(_table(["pair", "selection", "first (mean)", "second (mean)", "difference", "n",
+                             "Wilcoxon p"], trow))
     parts.append("<h2>Mean over cases, every method</h2>")
     parts.append(_means_table(df))
     sections = [("Images", _image_grids(run_dir, fig_dir)), ("Per-case metrics", _boxplots(df, fig_dir)),

@@ -3,6 +3,7 @@
 Every function takes a table (pandas DataFrame or mapping of columns) plus column names, or the
 value arrays themselves, and returns a frozen result dataclass with the statistic, p-value,
 effect size and confidence interval. ``results_frame`` turns a list of results into a DataFrame.
+:mod:`spectdl.stats.tables` reads tables and value arrays the way every function here does.
 The computations defer to scipy.stats, statsmodels and scikit-learn (the ``eval`` extra).
 """
 

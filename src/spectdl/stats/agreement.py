@@ -15,7 +15,8 @@ import numpy as np
 from scipy import stats
 
 from spectdl.errors import InputError
-from spectdl.stats._data import Result, check_confidence_level, paired_vectors
+from spectdl.stats._data import Result, check_confidence_level
+from spectdl.stats.tables import paired_vectors
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,8 @@ import torch
 from scipy import stats
 
 from spectdl.errors import InputError, require
-from spectdl.stats._data import (
-    Result,
-    as_vector,
-    check_confidence_level,
-    column,
-    column_keys,
-    column_names,
-    is_table,
-)
+from spectdl.stats._data import Result, check_confidence_level
+from spectdl.stats.tables import as_vector, column, column_keys, column_names, is_table
 
 
 def _wide(

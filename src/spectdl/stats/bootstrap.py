@@ -12,7 +12,8 @@ import numpy as np
 from scipy import stats
 
 from spectdl.errors import InputError
-from spectdl.stats._data import Result, as_vector, check_confidence_level, column
+from spectdl.stats._data import Result, check_confidence_level
+from spectdl.stats.tables import as_vector, column
 
 _METHODS = ("percentile", "basic", "bca")
 

@@ -10,7 +10,8 @@ import numpy as np
 from scipy import stats
 
 from spectdl.errors import InputError
-from spectdl.stats._data import Result, check_confidence_level, paired_vectors, z_quantile
+from spectdl.stats._data import Result, check_confidence_level, z_quantile
+from spectdl.stats.tables import paired_vectors
 
 
 @dataclass(frozen=True)

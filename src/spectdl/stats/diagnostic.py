@@ -14,14 +14,8 @@ from typing import Any
 import numpy as np
 
 from spectdl.errors import InputError, require
-from spectdl.stats._data import (
-    Result,
-    as_binary,
-    check_confidence_level,
-    column,
-    resolve_pair,
-    z_quantile,
-)
+from spectdl.stats._data import Result, check_confidence_level, z_quantile
+from spectdl.stats.tables import as_binary, column, resolve_pair
 
 
 @dataclass(frozen=True)

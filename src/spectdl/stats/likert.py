@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from spectdl.errors import InputError
-from spectdl.stats._data import Result, as_vector, column, column_keys, column_names, is_table
+from spectdl.stats._data import Result
+from spectdl.stats.tables import as_vector, column, column_keys, column_names, is_table
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,8 @@ import numpy as np
 from scipy import stats
 
 from spectdl.errors import InputError, require
-from spectdl.stats._data import (
-    Result,
-    as_binary,
-    as_vector,
-    check_confidence_level,
-    column,
-    resolve_pair,
-    z_quantile,
-)
+from spectdl.stats._data import Result, check_confidence_level, z_quantile
+from spectdl.stats.tables import as_binary, as_vector, column, resolve_pair
 from spectdl.stats.bootstrap import check_bootstrap_args, run_bootstrap
 from spectdl.stats.paired import PairedTestResult
 

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectdl.data import load_manifest, read_image
+from spectdl.data import load_manifest, read_case_image
 from spectdl.errors import InputError
 from spectdl.metrics.scoring import score_cases
 from spectdl.stats.paired import wilcoxon_test
@@ -80,10 +80,10 @@ def evaluate_manifest(
         raise InputError(f"{manifest.path}: " + "; ".join(problems))
     rows: list[dict] = []
     for case in cases:
-        ref = read_image(case.paths["target"], "target")
+        ref = read_case_image(case.paths["target"], "target")
         sources = [("prediction", paths[case.case_id])] + ([("input", case.paths["input"])] if baseline else [])
         for method, path in sources:
-            img = read_image(path, "input")
+            img = read_case_image(path, "input")
             if img.shape != ref.shape:
                 raise InputError(
                     f"case {case.case_id}: {method} {path} has shape {tuple(img.shape)}; expected the "

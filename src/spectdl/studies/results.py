@@ -131,7 +131,8 @@ def evaluate_claim(df, claim: Claim) -> dict[str, Any]:
     d = (merged["value_m"] - merged["value_b"]).astype(float)
     d = d[d.map(math.isfinite)]
     out: dict[str, Any] = {"text": claim.text, "metric": claim.metric, "method": claim.method,
-                           "baseline": claim.baseline, "higher_is_better": claim.higher, "n": int(len(d))}
+                           "baseline": claim.baseline, "higher_is_better": claim.higher, "where": dict(claim.where),
+                           "n": int(len(d))}
     if d.empty:
         return {**out, "holds": None, "why": "no paired values in metrics.csv"}
     mean = float(d.mean())
@@ -146,6 +147,16 @@ def evaluate_claim(df, claim: Claim) -> dict[str, Any]:
     return out
 
 
+def paired_tests(df, metric: str, method: str, others: Sequence[str], where: Mapping[str, Any] | None = None,
+                 higher: bool = True) -> list[dict[str, Any]]:
+    """Paired Wilcoxon signed-rank tests of ``method`` against each of ``others`` on one metric:
+    one :func:`evaluate_claim` record per pair (means, mean difference, n, p)."""
+    where = dict(where or {})
+    present = set(df["method"])
+    return [evaluate_claim(df, Claim(f"{method} vs {o}: {metric}", metric, method, o, higher=higher, where=where))
+            for o in others if o in present and o != method]
+
+
 def write_results(run_dir: Path, df, *, study: str, paper: Sequence[PaperValue], claims: Sequence[Claim],
                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write ``metrics.csv``, ``paper.csv`` and ``summary.json``; returns the summary."""
@@ -155,6 +166,9 @@ def write_results(run_dir: Path, df, *, study: str, paper: Sequence[PaperValue],
     table = paper_table(df, paper)
     write_text(run_dir / "paper.csv", table.to_csv(index=False))
     results = [evaluate_claim(df, c) for c in claims]
+    extra = dict(extra or {})
+    for spec in extra.pop("paired_tests", []):
+        extra.setdefault("tests", []).extend(paired_tests(df, **spec))
     summary = {
         "study": study,
         "claims": results,
@@ -163,7 +177,7 @@ def write_results(run_dir: Path, df, *, study: str, paper: Sequence[PaperValue],
         "methods": sorted(df["method"].unique().tolist()),
         "metrics": sorted(df["metric"].unique().tolist()),
         "n_cases": int(df.loc[df["case"] != "all", "case"].nunique()),
-        **(dict(extra) if extra else {}),
+        **extra,
     }
     write_json(run_dir / "summary.json", summary)
     return summary

@@ -106,14 +106,15 @@ def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *
 
 def manifest_cases(manifest: str | Path, split: str, columns: Mapping[str, str]) -> CaseSet:
     """The ``split`` cases of a manifest of real cases (``columns``: study name -> manifest column)."""
-    from spectdl.data import load_manifest, read_image
+    from spectdl.data import load_manifest, read_case_image
 
     m = load_manifest(manifest)
     ids, volumes = [], {}
     for case in m.split(split):
         ids.append(case.case_id)
         volumes[case.case_id] = {
-            name: read_image(case.paths[col], col).float()[None] for name, col in columns.items() if col in case.paths
+            name: read_case_image(case.paths[col], col).float()[None]
+            for name, col in columns.items() if col in case.paths
         }
     return CaseSet(ids, volumes)
 

@@ -3,7 +3,10 @@
 Entry point: :func:`fit` (``fit(config, train_data, val_data, out_dir, resume=False) -> FitResult``).
 Configs: :func:`load_config` validates a YAML file into :class:`TrainConfig`. Checkpoints are
 safetensors + JSON (:func:`save_checkpoint`, :func:`load_checkpoint`,
-:func:`load_model_from_checkpoint`), never pickles.
+:func:`load_model_from_checkpoint`), never pickles: the entry points in
+:mod:`~spectdl.training.checkpoint`, the format in :mod:`~spectdl.training.checkpoint_format`, the
+metadata in :mod:`~spectdl.training.meta`, the rebuilding of a network in
+:mod:`~spectdl.training.networks`.
 
 Names are imported on first use, so reading a config or loading a checkpoint does not import
 Lightning.
@@ -28,7 +31,7 @@ _LAZY = {
     "shipped_configs": "config",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "load_model_from_checkpoint": "checkpoint",
+    "load_model_from_checkpoint": "networks",
     "TrainingDivergedError": "errors",
     "EpochSampler": "data",
     "make_loader": "data",

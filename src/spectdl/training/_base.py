@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from spectdl.errors import ConfigError, require
-from spectdl.training.checkpoint import META_KEY, network_meta
+from spectdl.training.meta import META_KEY, network_meta
 from spectdl.training.config import TrainConfig
 from spectdl.training.errors import TrainingDivergedError
 

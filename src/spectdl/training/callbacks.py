@@ -10,7 +10,7 @@ import torch
 
 from spectdl.errors import require
 from spectdl.training._base import scalar_metrics
-from spectdl.training.checkpoint import _weights_pattern, checkpoint_path, read_checkpoint, write_checkpoint
+from spectdl.training.checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
 from spectdl.training.errors import TrainingDivergedError
 
 L = require("lightning", "train")
@@ -35,13 +35,7 @@ class SafeCheckpointIO(CheckpointIO):
         return read_checkpoint(path, map_location="cpu")
 
     def remove_checkpoint(self, path) -> None:
-        sidecar = checkpoint_path(path)
-        stem = sidecar.name[: -len(".json")]
-        sidecar.unlink(missing_ok=True)
-        pattern = _weights_pattern(stem)
-        for f in sidecar.parent.iterdir():
-            if pattern.match(f.name):
-                f.unlink(missing_ok=True)
+        remove_checkpoint(path)
 
 
 class BestLastCheckpoint(Checkpoint):

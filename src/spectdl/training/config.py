@@ -259,9 +259,9 @@ class TwoStageConfig(Section):
     ``stage_epochs[k - 1]`` epochs (``null``: ``trainer.max_epochs``), each starting from the best
     weights of the stage before.
 
-    The parts: encoder ``SPECTnetEncoder(image_channels, latent, encoder_features)``, mapper
-    ``SPECTnetEncoder(input_channels, latent, mapper_features)``, decoder
-    ``SPECTnetDecoder(latent, image_channels, decoder_hidden, decoder_features)``; images are
+    The parts: encoder ``SPECTnetEncoder(image_channels, latent, features=encoder_features)``, mapper
+    ``SPECTnetEncoder(input_channels, latent, features=mapper_features)``, decoder
+    ``SPECTnetDecoder(latent, image_channels, hidden=decoder_hidden, features=decoder_features)``; images are
     128×128 (the encoder's unpadded convolutions map exactly 128 pixels to one).
     ``code_loss`` compares codes in stage 2; stages 1 and 3 use ``loss``. A run that starts after
     stage 1 takes its weights from ``init_from`` (a checkpoint of the stage before), or else from

@@ -3,7 +3,8 @@
 A sample (and a batch after collation) is a dict with ``"input"`` and ``"target"`` tensors
 ``[B, C, *spatial]`` and optional extras (``"lesion_mask"``, ``"masks"``, ``"ct"``, ...), which the
 training modules pass to the loss as context keywords. Any Dataset or DataLoader that yields such
-dicts works; spectdl does not depend on its own data package here.
+dicts works; of spectdl's data package only the seed mixing (:func:`spectdl.data.seeding.mix_seed`,
+the one simulations use) is needed here.
 """
 
 from __future__ import annotations
@@ -11,18 +12,12 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator, Mapping
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from spectdl.data.seeding import mix_seed
 from spectdl.errors import InputError
 from spectdl.training.config import DataConfig
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from several integers, well mixed (SeedSequence), so nearby inputs do not
-    give correlated generators."""
-    return int(np.random.SeedSequence(list(values)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 class EpochSampler(DistributedSampler):
@@ -49,7 +44,7 @@ class EpochSampler(DistributedSampler):
         self.shuffle = bool(shuffle)
         self.epoch = 0
         self.worker_generator = torch.Generator()
-        self.worker_generator.manual_seed(_mix(self.seed, 0, 1))
+        self.worker_generator.manual_seed(mix_seed(self.seed, 0, 1))
 
     @staticmethod
     def _layout() -> tuple[int, int]:
@@ -59,7 +54,7 @@ class EpochSampler(DistributedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        self.worker_generator.manual_seed(_mix(self.seed, self.epoch, 1))
+        self.worker_generator.manual_seed(mix_seed(self.seed, self.epoch, 1))
 
     def __len__(self) -> int:
         return math.ceil(self.length / self._layout()[1])
@@ -68,7 +63,7 @@ class EpochSampler(DistributedSampler):
         rank, world = self._layout()
         if self.shuffle:
             g = torch.Generator()
-            g.manual_seed(_mix(self.seed, self.epoch, 0))
+            g.manual_seed(mix_seed(self.seed, self.epoch, 0))
             order = torch.randperm(self.length, generator=g).tolist()
         else:
             order = list(range(self.length))

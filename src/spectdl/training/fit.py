@@ -27,9 +27,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 import torch
 
 from spectdl.errors import ConfigError, InputError, MissingDependencyError, require
-from spectdl.training.checkpoint import META_KEY, read_checkpoint
+from spectdl.training.checkpoint import read_checkpoint
 from spectdl.training.config import TrainConfig, dump_config, load_config
 from spectdl.training.errors import TrainingDivergedError
+from spectdl.training.meta import META_KEY
 
 #: Config sections that must match the checkpoint when resuming (they define the networks).
 _ARCHITECTURE_KEYS = ("task", "model", "gan.discriminator", "two_stage.latent", "two_stage.image_channels",

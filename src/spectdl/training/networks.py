@@ -1,13 +1,18 @@
-"""Build the networks a training config describes (no Lightning needed, so inference can use it)."""
+"""Build the networks a training config or a checkpoint describes (no Lightning needed, so inference
+can use it): :func:`build_model` from a config, :func:`load_model_from_checkpoint` from a checkpoint."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Union
 
+import torch
 from torch import nn
 
 from spectdl.errors import ConfigError, InputError
+from spectdl.training.checkpoint import checkpoint_path, read_checkpoint
 from spectdl.training.config import ModelConfig, TwoStageConfig
+from spectdl.training.meta import META_KEY, NETWORK_PREFIX
 
 
 def build_model(config: ModelConfig, path: str = "model", **defaults: Any) -> nn.Module:
@@ -45,7 +50,7 @@ def build_spectnet(
     """``SPECTnet(mapper, decoder)`` with the given sizes (see :mod:`spectdl.models.spectnet`)."""
     from spectdl.models.spectnet import SPECTnet, SPECTnetDecoder, SPECTnetEncoder
 
-    mapper = SPECTnetEncoder(input_channels, latent, tuple(mapper_features))
+    mapper = SPECTnetEncoder(input_channels, latent, features=tuple(mapper_features))
     decoder = SPECTnetDecoder(latent, image_channels, hidden=decoder_hidden, features=decoder_features)
     net = SPECTnet(mapper, decoder)
     net.in_channels, net.out_channels = input_channels, image_channels
@@ -53,10 +58,10 @@ def build_spectnet(
 
 
 def build_spectnet_encoder(config: TwoStageConfig) -> nn.Module:
-    """The image encoder of stage 1: ``SPECTnetEncoder(image_channels, latent, encoder_features)``."""
+    """The stage-1 image encoder: ``SPECTnetEncoder(image_channels, latent, features=encoder_features)``."""
     from spectdl.models.spectnet import SPECTnetEncoder
 
-    return SPECTnetEncoder(config.image_channels, config.latent, tuple(config.encoder_features))
+    return SPECTnetEncoder(config.image_channels, config.latent, features=tuple(config.encoder_features))
 
 
 def build_from_meta(meta: Mapping[str, Any], where: str = "checkpoint") -> nn.Module:
@@ -70,3 +75,28 @@ def build_from_meta(meta: Mapping[str, Any], where: str = "checkpoint") -> nn.Mo
     if task == "two_stage":
         return build_spectnet(**kwargs)
     return build_model(ModelConfig(name, kwargs), path=f"{where}: model")
+
+
+def load_model_from_checkpoint(
+    path: Union[str, Path], map_location: Union[str, torch.device, None] = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network of a checkpoint and load its weights: ``(model in eval mode, metadata)``.
+
+    The network is rebuilt from the metadata (``spectdl.models.build(name, **kwargs)``; for
+    task ``two_stage`` the SPECTnet of mapper and decoder) and loaded strictly: a missing or extra
+    weight raises InputError. The metadata is the sidecar's ``spectdl`` block.
+    """
+    tree = read_checkpoint(path, map_location)
+    meta = tree[META_KEY]
+    model = build_from_meta(meta, where=f"checkpoint {checkpoint_path(path)}")
+    prefix = meta.get("network_prefix", NETWORK_PREFIX)
+    state = {k[len(prefix):]: v for k, v in tree.get("state_dict", {}).items() if k.startswith(prefix)}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise InputError(
+            f"checkpoint {checkpoint_path(path)}: weights do not fit model {meta['model']['name']!r}; "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    if map_location is not None:
+        model.to(torch.device(map_location))
+    return model.eval(), meta

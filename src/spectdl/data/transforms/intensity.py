@@ -149,7 +149,7 @@ class NormalizeChannels(Transform):
         self.target_statistic = target_statistic
 
     def draw(self, sample, generator=None):
-        from spectdl.data._util import volume_statistic
+        from spectdl.data.normalization import volume_statistic
         from spectdl.data.transforms.base import Compose
 
         k = selected(sample, [self.key], "NormalizeChannels")[0]

@@ -11,7 +11,7 @@ which avoids the complex round-off of a general matrix square root.
 
 Input handling, as pytorch-fid does: grey images are repeated to 3 channels, an image in
 ``[0, data_range]`` is mapped to ``[−1, 1]`` (``2·x/data_range − 1``) and resized to 299 × 299
-inside :class:`~spectdl.models.backbones.InceptionV3Features`. Each axial slice of a 3-D volume
+inside :class:`~spectdl.metrics.backbones.InceptionV3Features`. Each axial slice of a 3-D volume
 counts as one image.
 """
 
@@ -104,7 +104,7 @@ def fid_from_features(real_features: torch.Tensor, fake_features: torch.Tensor) 
 
 
 def _default_extractor(weights_path):
-    from spectdl.models.backbones import WEIGHT_FILES, InceptionV3Features
+    from spectdl.metrics.backbones import WEIGHT_FILES, InceptionV3Features
 
     if weights_path is None:
         raise InputError(

@@ -15,7 +15,7 @@ clipped) and then shifted and scaled per channel by the reference's constants
 ``[B, C, X, Y, Z]`` are scored slice by slice along z (axial slices) and averaged per volume.
 
 Weights are read from local files only (see :data:`LPIPS_WEIGHT_FILES` and
-:data:`spectdl.models.backbones.WEIGHT_FILES`).
+:data:`spectdl.metrics.backbones.WEIGHT_FILES`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class LPIPSNetwork(nn.Module):
     def __init__(self, net: str = "alex", weights_path=None, lpips_weights_path=None, *,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        from spectdl.models.backbones import AlexNetFeatures, VGGFeatures, load_state_dict_file
+        from spectdl.metrics.backbones import AlexNetFeatures, VGGFeatures, load_state_dict_file
 
         if net not in _BACKBONE_FILE:
             raise InputError(f"net: expected 'alex' or 'vgg', found {net!r}")
@@ -139,7 +139,7 @@ def _load_network(net: str, weights_path: str, lpips_weights_path: str) -> LPIPS
 
 
 def _missing_weights_message(net: str) -> str:
-    from spectdl.models.backbones import WEIGHT_FILES
+    from spectdl.metrics.backbones import WEIGHT_FILES
 
     return (
         f"LPIPS with net={net!r} needs two local files: weights_path = {WEIGHT_FILES[_BACKBONE_FILE[net]]}; "

@@ -1,6 +1,6 @@
 """The real-data check of the io issue: reconstruct the Lu-177 SPECT/CT study and test it against its CT.
 
-Runs ``spectdl.recon.acquisition.reconstruct_acquisition`` (as the example does) on ``bed1_projections.dcm`` with
+Runs ``spectdl.recon.real.reconstruct_acquisition`` (as the example does) on ``bed1_projections.dcm`` with
 the CT (attenuation at 208 keV), the MEGP response and TEW scatter, OSEM 4 × 10, on detector pixels
 rebinned 2 × 2 (8.84 mm voxels) and cropped to the axial rows that hold counts, to stay near 30 s.
 
@@ -28,7 +28,7 @@ import torch
 from scipy import ndimage
 
 from spectdl.io import read_ct_series, read_projections, resample_to_grid
-from spectdl.recon.acquisition import reconstruct_acquisition
+from spectdl.recon.real import reconstruct_acquisition
 
 
 
