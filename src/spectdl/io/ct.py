@@ -152,6 +152,19 @@ def _list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def select_series(groups: dict, series_instance_uid: str | None, folder: Path, what: str) -> list:
+    """The ``(path, header)`` items of one series of ``groups`` (from :func:`read_series_headers`):
+    the one named by ``series_instance_uid``, or the only one; several without a choice is an error."""
+    if series_instance_uid is not None:
+        if series_instance_uid not in groups:
+            raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {folder}; found "
+                             f"{sorted(groups)}")
+        return groups[series_instance_uid]
+    if len(groups) > 1:
+        raise InputError(f"{what} {folder}: holds {len(groups)} series {sorted(groups)}; pass series_instance_uid=")
+    return next(iter(groups.values()))
+
+
 def read_series_headers(folder: str | Path, what: str = "series folder"):
     """Headers (no pixels) of every DICOM file in ``folder``, grouped by Series Instance UID."""
     folder = Path(folder)
@@ -232,17 +245,7 @@ def read_ct_series(folder: str | Path, *, series_instance_uid: str | None = None
         series_instance_uid: which series, when the folder holds several.
     """
     folder = Path(folder)
-    groups = read_series_headers(folder, "CT folder")
-    if series_instance_uid is not None:
-        if series_instance_uid not in groups:
-            raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {folder}; found "
-                             f"{sorted(groups)}")
-        items = groups[series_instance_uid]
-    elif len(groups) > 1:
-        raise InputError(f"CT folder {folder}: holds {len(groups)} series {sorted(groups)}; pass "
-                         "series_instance_uid=")
-    else:
-        items = next(iter(groups.values()))
+    items = select_series(read_series_headers(folder, "CT folder"), series_instance_uid, folder, "CT folder")
     for p, ds in items:
         mod = str(ds.get("Modality", "") or "")
         if mod != "CT":

@@ -40,12 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from spectdl.errors import InputError
 from spectdl.io import _dicom as dcm
 from spectdl.io.atomic import atomic_write
-from spectdl.io.volume import Volume, check_affine
+from spectdl.io.volume import Volume, check_affine, volume_array
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
@@ -157,11 +156,7 @@ def write_dicom_series(
         vol_affine = volume.affine
         units = units or volume.units
         volume = volume.data
-    arr = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
-    while arr.ndim > 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 3:
-        raise InputError(f"volume: shape {tuple(np.shape(volume))}; expected [X, Y, Z] or [1, 1, X, Y, Z]")
+    arr = volume_array(volume, "volume")
     if not np.isfinite(arr).all():
         raise InputError("volume: contains NaN or infinite values; expected finite voxels")
     if affine is None:

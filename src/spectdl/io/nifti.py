@@ -18,7 +18,7 @@ import torch
 
 from spectdl.errors import InputError, require
 from spectdl.io.atomic import atomic_write
-from spectdl.io.volume import Volume, check_affine
+from spectdl.io.volume import Volume, check_affine, volume_array
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -41,11 +41,7 @@ def write_nifti(data, affine, path: str | Path, *, overwrite: bool = False) -> P
     if isinstance(data, Volume):
         affine = data.affine if affine is None else affine
         data = data.data
-    arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-    while arr.ndim > 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 3:
-        raise InputError(f"data: shape {tuple(data.shape)}; expected [X, Y, Z] or [1, 1, X, Y, Z]")
+    arr = volume_array(data, "data")
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
     path = Path(path)

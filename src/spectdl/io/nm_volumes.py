@@ -27,7 +27,7 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.io import _dicom as dcm
-from spectdl.io.ct import read_series_headers, slice_stack_geometry
+from spectdl.io.ct import read_series_headers, select_series, slice_stack_geometry
 from spectdl.io.volume import Volume
 
 
@@ -45,16 +45,7 @@ def read_volume_series(path: str | Path, *, series_instance_uid: str | None = No
     """
     path = Path(path)
     if path.is_dir():
-        groups = read_series_headers(path, "volume folder")
-        if series_instance_uid is not None:
-            if series_instance_uid not in groups:
-                raise InputError(f"series_instance_uid: {series_instance_uid!r} is not in {path}; found "
-                                 f"{sorted(groups)}")
-            items = groups[series_instance_uid]
-        elif len(groups) > 1:
-            raise InputError(f"volume folder {path}: holds {len(groups)} series; pass series_instance_uid=")
-        else:
-            items = next(iter(groups.values()))
+        items = select_series(read_series_headers(path, "volume folder"), series_instance_uid, path, "volume folder")
         if len(items) == 1 and int(items[0][1].get("NumberOfFrames", 1) or 1) > 1:
             return _read_multiframe(items[0][0])
         return _read_slices(items, path)

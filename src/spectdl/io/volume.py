@@ -115,3 +115,14 @@ class Volume:
     def centre_mm(self) -> np.ndarray:
         """LPS position of the volume's centre."""
         return voxel_to_patient(self.affine, (np.array(self.shape) - 1) / 2.0)
+
+
+def volume_array(data, name: str = "volume") -> np.ndarray:
+    """``data`` (a tensor or array ``[X, Y, Z]``, with any leading singleton axes) as a NumPy array
+    ``[X, Y, Z]``; another shape is an InputError naming ``name``."""
+    arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 3:
+        raise InputError(f"{name}: shape {tuple(np.shape(data))}; expected [X, Y, Z] or [1, 1, X, Y, Z]")
+    return arr
