@@ -203,10 +203,10 @@ def run(run, cfg: BoneSpectConfig) -> None:
     tests = _test_sets(cfg, recon)
     preds = run.stage("predict", _predict, cfg, {m: c["checkpoint"] for m, c in ckpts.items()}, tests)
     rows, extra = run.stage("evaluate", _evaluate, cfg, preds, tests, recon)
-    tests = [{"metric": m, "method": "u2net", "others": ["input", *cfg.methods], "where": w}
+    pairs = [{"metric": m, "method": "u2net", "others": ["input", *cfg.methods], "where": w}
              for m in ("psnr", "ssim") for w in (_T, _N)]
     write_results(run.dir, metrics_frame(rows), study="bone-spect", paper=PAPER, claims=CLAIMS,
-                  extra={**extra, "training": ckpts, "paired_tests": tests})
+                  extra={**extra, "training": ckpts, "paired_tests": pairs})
 
 
 def _test_sets(cfg, recon):
