@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from spectdl.errors import SpectdlError
+from spectdl.errors import InputError, SpectdlError
 
 app = typer.Typer(
     add_completion=False,
@@ -70,12 +70,36 @@ def _check_device(device: str) -> None:
     try:
         d = torch.device(device)
     except (RuntimeError, TypeError):
-        raise SpectdlError(f"--device: {device!r} is not a device; expected cpu, cuda or cuda:N") from None
+        raise InputError(f"--device: {device!r} is not a device; expected cpu, cuda or cuda:N") from None
     if d.type == "cuda" and not torch.cuda.is_available():
-        raise SpectdlError(f"--device: {device!r}, but this torch ({torch.__version__}) has no CUDA device; "
+        raise InputError(f"--device: {device!r}, but this torch ({torch.__version__}) has no CUDA device; "
                            "expected cpu, or a CUDA build of torch on a machine with a GPU")
     if d.type not in ("cpu", "cuda"):
-        raise SpectdlError(f"--device: {device!r}; expected cpu, cuda or cuda:N")
+        raise InputError(f"--device: {device!r}; expected cpu, cuda or cuda:N")
+
+
+def _out_folder(out: Path) -> None:
+    """``-o`` must be a folder or not exist yet."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o: {out} exists and is not a folder; expected a folder (or a new name) for the outputs")
+
+
+def _manifest_inputs(path: Path) -> list[Path]:
+    """A data manifest and what it reads: a case manifest's listed files, a simulation's shards."""
+    found = [path]
+    try:
+        if path.is_dir() or path.suffix == ".json":
+            folder = path if path.is_dir() else path.parent
+            found += sorted(folder.glob("*.h5"))
+            if path.is_dir():
+                found.append(path / "manifest.json")
+        elif path.is_file():
+            from spectdl.data import load_manifest
+
+            found += [Path(v) for case in load_manifest(path).cases for v in case.paths.values()]
+    except SpectdlError:  # an unreadable manifest is reported, with its reasons, when it is read
+        pass
+    return found
 
 
 @study_app.command("run")
@@ -142,8 +166,17 @@ def reconstruct(
     from spectdl.recon.real import reconstruct_acquisition
     from spectdl.report.recon import recon_slices_figure
 
+    from spectdl.io.atomic import check_outputs
+
+    if device is not None:
+        _check_device(device)
+    _out_folder(out)
+    check_outputs([out, out / "recon.nii.gz", out / "dicom", out / "slices.png"],
+                  [projections, *([ct] if ct is not None else [])])
     acq = read_projections(projections)
     ct_vol = read_ct_series(ct) if ct is not None else None
+    check_outputs([out, out / "recon.nii.gz", out / "dicom", out / "slices.png"],
+                  [projections, *([ct] if ct is not None else []), *[Path(p) for p in getattr(ct_vol, "source", ()) or ()]])
     coll = None if collimator.lower() == "none" else collimator
     with console.status(f"OSEM {iters}×{subsets}…"):
         recon = reconstruct_acquisition(acq, ct_vol, energy_kev=energy_kev, n_iters=iters, n_subsets=subsets,
@@ -173,7 +206,11 @@ def enhance(
     The geometry is kept; DICOM input gives a new derived DICOM series.
     """
     from spectdl.inference import enhance_file
+    from spectdl.io.atomic import check_outputs
+    from spectdl.training.checkpoint import checkpoint_path
 
+    _check_device(device)
+    check_outputs([output], [input_path, checkpoint_path(checkpoint)])
     path = enhance_file(checkpoint, input_path, output, batch_size=batch_size, overlap=overlap, device=device,
                         overwrite=overwrite)
     Console().print(f"wrote {path}")
@@ -193,7 +230,10 @@ def simulate(
     identical bytes.
     """
     from spectdl.data import simulate as run_simulation
+    from spectdl.io.atomic import check_outputs
 
+    _out_folder(out)
+    check_outputs([out, out / "manifest.json"], [config])
     res = run_simulation(config, out, workers=workers, progress=True, overwrite=overwrite)
     Console().print(f"{res.n_samples} samples in {len(res.shards)} shards ({res.bytes_written / 2**20:.1f} MiB) "
                     f"in {res.seconds:.1f} s → {res.manifest_path}")
@@ -227,8 +267,11 @@ def train(
     The ``train`` split of DATA trains and the ``val`` split validates. Several GPUs: set
     ``trainer: {devices: 4, strategy: ddp}`` or run under ``torchrun``/SLURM (see the README).
     """
+    from spectdl.io.atomic import check_outputs
     from spectdl.training import fit, load_config
 
+    _out_folder(out)
+    check_outputs([out, out / "config.yaml", out / "checkpoints", out / "logs"], [config, *_manifest_inputs(data)])
     cfg = load_config(config)
     train_data = _dataset(data, "train", inputs, targets, normalize)
     val_data = _dataset(data, "val", inputs, targets, normalize)
@@ -254,6 +297,7 @@ def evaluate(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.csv and summary.json."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the input and test prediction vs input."),
     split: str = typer.Option("test", "--split", help="Which split of the manifest to score."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing metrics.csv and summary.json."),
 ) -> None:
     """Per-case PSNR, SSIM, NRMSE and MAE against the target, with paired Wilcoxon tests vs the input.
 
@@ -263,7 +307,12 @@ def evaluate(
 
     from spectdl.studies.evaluate import METRICS, evaluate_manifest
 
-    res = evaluate_manifest(manifest, predictions, out, baseline=baseline, split=split)
+    from spectdl.io.atomic import check_outputs
+
+    _out_folder(out)
+    check_outputs([out, out / "metrics.csv", out / "summary.json"],
+                  [*_manifest_inputs(manifest), predictions])
+    res = evaluate_manifest(manifest, predictions, out, baseline=baseline, split=split, overwrite=overwrite)
     t = Table(title=f"{res.summary['n_cases']} cases ({split})")
     t.add_column("metric")
     t.add_column("prediction", justify="right")
@@ -326,6 +375,27 @@ def _save_traceback() -> Path | None:
         return None
 
 
+def _one_line(message: str) -> str:
+    """A message of several lines as its first line plus how many more there are and where they are:
+    printed in full with ``--verbose`` (the traceback shows it), and always saved to a temporary file."""
+    lines = [ln for ln in message.splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    import tempfile
+
+    where = ""
+    try:
+        fd, name = tempfile.mkstemp(prefix="spectdl-error-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(message.rstrip("\n") + "\n")
+        where = f", or see {name}"
+    except OSError:
+        pass
+    if _state["verbose"]:
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
+    return f"{lines[0]} ({len(lines) - 1} more problems; run with --verbose{where})"
+
+
 def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
     sys.exit(code)
@@ -345,7 +415,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             traceback.print_exc()
         from rich.markup import escape
 
-        _fail(escape(str(exc)))
+        _fail(escape(_one_line(str(exc))))
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")
         sys.exit(130)

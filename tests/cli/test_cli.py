@@ -164,3 +164,323 @@ def test_an_unexpected_exception_is_one_line_naming_the_saved_traceback(tmp_path
     assert "bug in spectdl" in lines[0] and "ZeroDivisionError" in lines[0]
     saved = lines[0].rsplit("traceback saved to ", 1)[1].strip()
     assert "Traceback" in open(saved).read()
+
+
+# --- Reliability: every failure is one line, and no input is ever written over -------------------
+
+def _tiny_checkpoint(tmp_path, features=(4, 8)):
+    from spectdl.models import build
+    from spectdl.training.checkpoint import save_checkpoint
+
+    kwargs = {"in_channels": 1, "out_channels": 1, "spatial_dims": 2, "features": list(features)}
+    return save_checkpoint(tmp_path / "ckpt" / "best.json", build("unet", **kwargs), model_name="unet",
+                           model_kwargs=kwargs)
+
+
+def _tiny_nifti(path):
+    import nibabel as nib
+    import numpy as np
+
+    arr = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), path)
+    return path
+
+
+def _snapshot(*paths):
+    """The bytes of every file under ``paths`` (files or folders)."""
+    from pathlib import Path
+
+    out = {}
+    for p in map(Path, paths):
+        for f in ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())):
+            out[str(f)] = f.read_bytes()
+    return out
+
+
+@pytest.mark.parametrize("device, expected", [("cuda", "has no CUDA device"), ("tpu", "--device: 'tpu'")])
+@pytest.mark.parametrize("command", ["enhance", "reconstruct"])
+def test_a_bad_device_is_one_line_before_anything_is_read(tmp_path, capsys, device, expected, command):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    if command == "enhance":
+        argv = ["enhance", "--checkpoint", str(_tiny_checkpoint(tmp_path)), str(_tiny_nifti(tmp_path / "in.nii.gz")),
+                "-o", str(tmp_path / "out.nii.gz")]
+    else:
+        (tmp_path / "proj.dcm").write_bytes(b"not read")
+        argv = ["reconstruct", str(tmp_path / "proj.dcm"), "-o", str(tmp_path / "out")]
+    line = _one_line_error([*argv, "--device", device], capsys)
+    assert "--device" in line and expected in line
+    assert not (tmp_path / "out.nii.gz").exists() and not (tmp_path / "out").exists()
+
+
+def _enhance_argv(tmp_path, checkpoint):
+    return ["enhance", "--checkpoint", str(checkpoint), str(_tiny_nifti(tmp_path / "in.nii.gz")),
+            "-o", str(tmp_path / "out.nii.gz")]
+
+
+def test_a_sidecar_that_is_not_json_is_one_line_naming_it(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    line = _one_line_error(_enhance_argv(tmp_path, bad), capsys)
+    assert str(bad) in line and "not valid JSON" in line
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    line = _one_line_error(_enhance_argv(tmp_path, bad), capsys)
+    assert str(bad) in line and "UTF-8" in line
+
+
+def test_a_sidecar_that_is_a_folder_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "dir.json").mkdir()
+    line = _one_line_error(_enhance_argv(tmp_path, tmp_path / "dir.json"), capsys)
+    assert str(tmp_path / "dir.json") in line and "is a folder" in line
+
+
+def test_a_pickle_checkpoint_is_refused_in_one_line_and_never_unpickled(tmp_path, capsys):
+    import json
+    import pickle
+
+    import torch
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    pt = tmp_path / "model.pt"
+    torch.save({"x": 1}, pt)
+    line = _one_line_error(_enhance_argv(tmp_path, pt), capsys)
+    assert str(pt) in line and "pickle" in line
+    # A sidecar whose weights_file points at a pickle file (with a matching SHA-256).
+    ckpt = _tiny_checkpoint(tmp_path)
+    evil = ckpt.parent / "evil.pkl"
+    evil.write_bytes(pickle.dumps(Boom()))
+    doc = json.loads(ckpt.read_text())
+    from spectdl.io.atomic import file_sha256
+
+    doc["weights_file"], doc["weights_sha256"] = evil.name, file_sha256(evil)
+    ckpt.write_text(json.dumps(doc))
+    line = _one_line_error(_enhance_argv(tmp_path, ckpt), capsys)
+    assert str(ckpt) in line and "evil.pkl" in line and "safetensors" in line
+    # Even named .safetensors, a pickle's bytes are not read as a checkpoint.
+    fake = ckpt.parent / "fake.safetensors"
+    fake.write_bytes(pickle.dumps(Boom()))
+    doc["weights_file"], doc["weights_sha256"] = fake.name, file_sha256(fake)
+    ckpt.write_text(json.dumps(doc))
+    line = _one_line_error(_enhance_argv(tmp_path, ckpt), capsys)
+    assert str(ckpt) in line and "not a readable safetensors file" in line
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"features": [8, 16]}, "weights do not fit"),
+    ({"spatial_dims": 3}, "weights do not fit"),
+    ({"no_such_kwarg": 1}, "model.kwargs"),
+])
+def test_checkpoint_kwargs_that_do_not_fit_the_weights_are_one_line(tmp_path, capsys, kwargs, expected):
+    import json
+
+    ckpt = _tiny_checkpoint(tmp_path)
+    doc = json.loads(ckpt.read_text())
+    doc["spectdl"]["model"]["kwargs"].update(kwargs)
+    ckpt.write_text(json.dumps(doc))
+    line = _one_line_error(_enhance_argv(tmp_path, ckpt), capsys)
+    assert str(ckpt) in line and expected in line
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_checkpoint_errors_are_input_errors_naming_the_file(tmp_path):
+    from spectdl.errors import InputError
+    from spectdl.training import load_model_from_checkpoint
+
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(InputError, match="d.json"):
+        load_model_from_checkpoint(tmp_path / "d.json")
+    import json
+
+    ckpt = _tiny_checkpoint(tmp_path)
+    doc = json.loads(ckpt.read_text())
+    doc["spectdl"]["model"]["kwargs"]["features"] = [2, 2]
+    ckpt.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="best.json"):
+        load_model_from_checkpoint(ckpt)
+
+
+def _cases_csv(tmp_path, n=2):
+    import numpy as np
+
+    rows = ["case_id,split,input,target"]
+    for i in range(n):
+        np.save(tmp_path / f"c{i}_low.npy", np.full((12, 12), 1.0 + i, np.float32))
+        np.save(tmp_path / f"c{i}_ref.npy", np.full((12, 12), 2.0 + i, np.float32))
+        rows.append(f"c{i},test,c{i}_low.npy,c{i}_ref.npy")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "cases.csv"
+
+
+def _argv_with_out(command, tmp_path, out):
+    (tmp_path / "sim.yaml").write_text(SIM_YAML)
+    (tmp_path / "train.yaml").write_text(TRAIN_YAML)
+    (tmp_path / "proj.dcm").write_bytes(b"projections")
+    (tmp_path / "pred").mkdir(exist_ok=True)
+    return {
+        "simulate": ["simulate", str(tmp_path / "sim.yaml"), "-o", str(out)],
+        "train": ["train", str(tmp_path / "train.yaml"), "--data", str(_cases_csv(tmp_path)), "-o", str(out)],
+        "evaluate": ["evaluate", str(_cases_csv(tmp_path)), "--predictions", str(tmp_path / "pred"), "-o", str(out)],
+        "reconstruct": ["reconstruct", str(tmp_path / "proj.dcm"), "-o", str(out)],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["simulate", "train", "evaluate", "reconstruct"])
+def test_an_out_that_is_an_existing_file_is_one_line(tmp_path, capsys, command):
+    out = tmp_path / "taken"
+    out.write_bytes(b"keep me")
+    line = _one_line_error(_argv_with_out(command, tmp_path, out), capsys)
+    assert str(out) in line and "not a folder" in line
+    assert out.read_bytes() == b"keep me"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root ignores folder permissions")
+@pytest.mark.parametrize("command", ["simulate", "evaluate"])
+def test_a_read_only_out_folder_is_one_line(tmp_path, capsys, command):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    argv = _argv_with_out(command, tmp_path, ro / "out")
+    if command == "evaluate":
+        import numpy as np
+
+        for i in range(2):
+            np.save(tmp_path / "pred" / f"c{i}.npy", np.full((12, 12), 2.0, np.float32))
+    os.chmod(ro, 0o500)
+    try:
+        line = _one_line_error(argv, capsys)
+    finally:
+        os.chmod(ro, 0o700)
+    assert "Permission denied" in line or "permission" in line.lower()
+    assert str(ro) in line
+    assert list(ro.iterdir()) == []
+
+
+def test_a_multi_line_error_is_one_summary_line_with_the_rest_in_a_file(tmp_path, capsys):
+    bad = tmp_path / "cases.csv"
+    bad.write_text("case_id,split,input,target\n,test,a.npy,b.npy\n,test,c.npy,d.npy\n,test,e.npy,f.npy\n")
+    (tmp_path / "pred").mkdir()
+    argv = ["evaluate", str(bad), "--predictions", str(tmp_path / "pred"), "-o", str(tmp_path / "eval")]
+    line = _one_line_error(argv, capsys)
+    assert "3 problems" in line and "more problems; run with --verbose, or see " in line
+    saved = line.rsplit("or see ", 1)[1].rstrip(")")
+    text = open(saved, encoding="utf-8").read()
+    assert text.count("empty case_id") == 3
+    with pytest.raises(SystemExit):
+        main(["--verbose", *argv])
+    assert capsys.readouterr().err.count("empty case_id") >= 3
+
+
+def test_a_one_line_error_is_printed_as_it_is(tmp_path, capsys):
+    line = _one_line_error(["report", str(tmp_path / "nope")], capsys)
+    assert "more problems" not in line
+
+
+def test_reconstruct_never_replaces_an_input_inside_its_out_folder(tmp_path, capsys):
+    out = tmp_path / "DIR"
+    out.mkdir()
+    proj = out / "recon.nii.gz"
+    proj.write_bytes(b"these are the projections")
+    before = _snapshot(out)
+    line = _one_line_error(["reconstruct", str(proj), "-o", str(out), "--overwrite"], capsys)
+    assert "is, or lies inside, the input" in line and str(proj) in line
+    assert _snapshot(out) == before
+
+
+def test_reconstruct_never_replaces_the_ct_slices(tmp_path, capsys):
+    ct = tmp_path / "X" / "dicom"
+    ct.mkdir(parents=True)
+    for i in range(3):
+        (ct / f"IM_{i + 1:04d}.dcm").write_bytes(f"ct slice {i}".encode())
+    (tmp_path / "proj.dcm").write_bytes(b"projections")
+    before = _snapshot(tmp_path)
+    line = _one_line_error(["reconstruct", str(tmp_path / "proj.dcm"), "--ct", str(ct), "-o", str(tmp_path / "X"),
+                            "--overwrite"], capsys)
+    assert "lies inside, the input" in line and str(ct) in line
+    line = _one_line_error(["reconstruct", str(tmp_path / "proj.dcm"), "--ct", str(ct), "-o", str(ct / "sub")],
+                           capsys)
+    assert "lies inside, the input" in line
+    assert _snapshot(tmp_path) == before
+
+
+def test_enhance_never_writes_over_its_checkpoint(tmp_path, capsys):
+    ckpt = _tiny_checkpoint(tmp_path)
+    inp = _tiny_nifti(tmp_path / "in.nii.gz")
+    before = _snapshot(tmp_path)
+    line = _one_line_error(["enhance", "--checkpoint", str(ckpt), str(inp), "-o", str(ckpt), "--overwrite"], capsys)
+    assert "input" in line
+    line = _one_line_error(["enhance", "--checkpoint", str(ckpt), str(inp), "-o", str(inp), "--overwrite"], capsys)
+    assert "input" in line
+    assert _snapshot(tmp_path) == before
+
+
+def test_evaluate_and_train_never_write_over_a_listed_file(tmp_path, capsys):
+    import numpy as np
+
+    manifest = _cases_csv(tmp_path)
+    (tmp_path / "pred").mkdir()
+    for i in range(2):
+        np.save(tmp_path / "pred" / f"c{i}.npy", np.full((12, 12), 2.0, np.float32))
+    # The manifest lists a file named metrics.csv in the folder given as -o.
+    (tmp_path / "ev").mkdir()
+    np.save(tmp_path / "ev" / "m.npy", np.full((12, 12), 2.0, np.float32))
+    (tmp_path / "ev" / "metrics.csv").write_bytes((tmp_path / "ev" / "m.npy").read_bytes())
+    manifest.write_text(manifest.read_text() + "c9,test,ev/metrics.csv,c0_ref.npy\n")
+    (tmp_path / "train.yaml").write_text(TRAIN_YAML)
+    before = _snapshot(tmp_path)
+    line = _one_line_error(["evaluate", str(manifest), "-p", str(tmp_path / "pred"), "-o", str(tmp_path / "ev"),
+                            "--overwrite"], capsys)
+    assert "metrics.csv" in line and "input" in line
+    line = _one_line_error(["evaluate", str(manifest), "-p", str(tmp_path / "pred"), "-o", str(tmp_path / "pred")],
+                           capsys)
+    assert "lies inside, the input" in line
+    # train's -o would write ev/ (config.yaml, checkpoints/...) where the manifest lists ev/metrics.csv: fine,
+    # but -o ev/metrics.csv itself, or a folder the manifest lists, is refused.
+    (tmp_path / "case_dir").mkdir()
+    (tmp_path / "case_dir" / "config.yaml").write_text("a listed input")
+    manifest.write_text(manifest.read_text() + "c8,train,case_dir/config.yaml,c0_ref.npy\n")
+    before = _snapshot(tmp_path)
+    line = _one_line_error(["train", str(tmp_path / "train.yaml"), "--data", str(manifest), "-o",
+                            str(tmp_path / "case_dir")], capsys)
+    assert "config.yaml" in line and "is, or lies inside, the input" in line
+    assert _snapshot(tmp_path) == before
+
+
+def test_evaluate_refuses_to_replace_metrics_without_overwrite(tmp_path, capsys):
+    import numpy as np
+
+    manifest = _cases_csv(tmp_path)
+    (tmp_path / "pred").mkdir()
+    for i in range(2):
+        np.save(tmp_path / "pred" / f"c{i}.npy", np.full((12, 12), 2.5, np.float32))
+    argv = ["evaluate", str(manifest), "-p", str(tmp_path / "pred"), "-o", str(tmp_path / "ev"), "--no-baseline"]
+    main(argv)
+    (tmp_path / "ev" / "metrics.csv").write_text("old")
+    line = _one_line_error(argv, capsys)
+    assert "metrics.csv" in line and "--overwrite" in line
+    assert (tmp_path / "ev" / "metrics.csv").read_text() == "old"
+    main([*argv, "--overwrite"])
+    assert (tmp_path / "ev" / "metrics.csv").read_text().startswith("case,method")
+
+
+def test_a_permission_error_is_one_line_naming_the_path(tmp_path, capsys, monkeypatch):
+    # Independent of the user (root ignores chmod): the folder cannot be made.
+    import pathlib
+
+    real = pathlib.Path.mkdir
+
+    def refuse(self, *a, **k):
+        if "denied" in str(self):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    (tmp_path / "sim.yaml").write_text(SIM_YAML)
+    line = _one_line_error(["simulate", str(tmp_path / "sim.yaml"), "-o", str(tmp_path / "denied")], capsys)
+    assert "Permission denied" in line and str(tmp_path / "denied") in line

@@ -95,3 +95,22 @@ def test_file_sha256_matches_hashlib_over_several_blocks(tmp_path):
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert file_sha256(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_check_outputs_refuses_an_output_that_is_or_lies_inside_an_input(tmp_path):
+    from spectdl.io.atomic import check_outputs
+
+    (tmp_path / "ct").mkdir()
+    (tmp_path / "proj.dcm").write_bytes(b"p")
+    inputs = [tmp_path / "proj.dcm", tmp_path / "ct"]
+    with pytest.raises(InputError, match=r"-o: .*proj.dcm is, or lies inside, the input .*proj.dcm"):
+        check_outputs([tmp_path / "x" / ".." / "proj.dcm"], inputs)
+    with pytest.raises(InputError, match="lies inside, the input .*ct"):
+        check_outputs([tmp_path / "ct" / "new" / "recon.nii.gz"], inputs)
+    with pytest.raises(InputError, match="--out: "):
+        check_outputs([tmp_path / "ct"], inputs, option="--out")
+    (tmp_path / "link").symlink_to(tmp_path / "ct")
+    with pytest.raises(InputError, match="lies inside"):
+        check_outputs([tmp_path / "link" / "a.nii"], inputs)
+    # Beside the inputs, or a folder holding a file input, is fine.
+    check_outputs([tmp_path / "out", tmp_path, tmp_path / "proj.dcm.nii.gz", None], inputs + [None])

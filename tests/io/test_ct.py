@@ -220,3 +220,17 @@ def test_mu_to_ct_hu_water_air_clamps_dtype_and_nan():
         mu_to_ct_hu(torch.tensor([0.1, float("nan")]), 140.0)
     with pytest.raises(InputError, match="kvp"):
         mu_to_ct_hu(torch.tensor([0.1]), 140.0, kvp=-5)
+
+
+def test_ct_to_mu_rejects_nan_hu_naming_the_count():
+    hu = torch.zeros(4, 5)
+    hu[0, :2] = float("nan")
+    with pytest.raises(InputError, match=r"hu: contains 2 NaN and 0 infinite value\(s\) out of 20"):
+        ct_to_mu(hu, 140.5, 120.0)
+    hu[0, :2] = 0.0
+    hu[3, 4] = float("inf")
+    with pytest.raises(InputError, match=r"hu: contains 0 NaN and 1 infinite"):
+        ct_to_mu(hu, 140.5, 120.0)
+    # finite HU still convert: water gives water's mu (0 HU -> mu_w > 0, air -1000 HU -> 0)
+    mu = ct_to_mu(torch.tensor([0.0, -1000.0]), 140.5, 120.0)
+    assert float(mu[1]) == 0.0 and 0.14 < float(mu[0]) < 0.16

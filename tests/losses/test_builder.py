@@ -144,3 +144,26 @@ def test_free_terms_config():
 def test_bad_configs_raise_config_error_naming_the_key(args, kwargs, key):
     with pytest.raises(ConfigError, match=key):
         build_loss(*args, **kwargs)
+
+
+@pytest.mark.parametrize("config, key", [
+    (dict(study="cardiac", ssim=-0.5), "ssim"),
+    (dict(study="cardiac", mae=float("nan")), "mae"),
+    (dict(study="myocardial_perfusion", adversarial=float("inf")), "adversarial"),
+    (dict(study="planar", l1=-0.005), "l1"),
+    (dict(study="bone_spect", beta=-100.0), "beta"),
+    (dict(study="bone_spect", alpha=-0.5), "alpha"),
+    ({"terms": {"l1": -1.0}}, "terms.l1.weight"),
+    ({"terms": {"ssim": {"weight": float("nan"), "spatial_dims": 2}}}, "terms.ssim.weight"),
+    ({"terms": {"l1": 1.0}, "deep_supervision": [1.0, -0.5]}, r"deep_supervision\[1\]"),
+    (dict(study="cardiac", deep_supervision=[1.0, float("inf")]), r"deep_supervision\[1\]"),
+])
+def test_negative_or_non_finite_weights_raise_config_error_naming_the_key(config, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: expected a weight that is finite and >= 0"):
+        build_loss(config)
+
+
+def test_zero_weights_are_accepted_and_kept():
+    loss = build_loss({"terms": {"l1": 0.0, "l2": 2.0}, "deep_supervision": [1.0, 0.0]})
+    inner = loss.base_loss if hasattr(loss, "base_loss") else loss
+    assert dict(inner.weights) == {"l1": 0.0, "l2": 2.0}

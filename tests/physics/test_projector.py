@@ -228,3 +228,53 @@ def test_bad_input_messages_name_the_argument():
         SpectProjector(VoxelGrid((16, 12, 4), 4.0), orbit)
     with pytest.raises(GeometryError, match="angles_deg"):
         SpectProjector(grid, Orbit((), 100.0))
+
+
+# ---------------------------------------------------------------- dtype, batch and subset checks
+def _small_projector():
+    return SpectProjector(VoxelGrid((16, 16), 4.0), Orbit.circular(8, 100.0), LEHR)
+
+
+def test_integer_input_is_cast_to_float32_and_matches_the_float_result():
+    P = _small_projector()
+    gen = torch.Generator().manual_seed(0)
+    x_int = torch.randint(0, 50, (2, 1, 16, 16), generator=gen)
+    y = P.A(x_int)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, P.A(x_int.float()), rtol=0, atol=0)
+    y_int = torch.randint(0, 50, P.projection_shape(2, 1), generator=gen, dtype=torch.int32)
+    back = P.A_adjoint(y_int)
+    assert back.dtype == torch.float32
+    torch.testing.assert_close(back, P.A_adjoint(y_int.float()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.bool, torch.complex64])
+def test_unsupported_dtypes_raise_naming_the_dtype(dtype):
+    P = _small_projector()
+    with pytest.raises(InputError, match=rf"x: dtype {dtype}.*float32 or float64"):
+        P.A(torch.ones((1, 1, 16, 16)).to(dtype))
+    with pytest.raises(InputError, match=rf"y: dtype {dtype}.*float32 or float64"):
+        P.A_adjoint(torch.ones(P.projection_shape(1, 1)).to(dtype))
+
+
+def test_empty_batch_raises_input_error():
+    P = _small_projector()
+    with pytest.raises(InputError, match=r"x: shape \(0, 1, 16, 16\) has an empty batch"):
+        P.A(torch.ones((0, 1, 16, 16)))
+    with pytest.raises(InputError, match=r"y: shape \(0, 1, 8, 16\) has an empty batch"):
+        P.A_adjoint(torch.ones((0, 1, 8, 16)))
+
+
+@pytest.mark.parametrize("subset", [[1.5], [0, 2.0], torch.tensor([1.0]), [True]])
+def test_non_integer_subsets_raise(subset):
+    P = _small_projector()
+    with pytest.raises(InputError, match="subset: "):
+        P.A(torch.ones((1, 1, 16, 16)), subset)
+
+
+def test_integer_subsets_of_numpy_and_tensor_types_are_accepted():
+    P = _small_projector()
+    x = torch.rand((1, 1, 16, 16), generator=torch.Generator().manual_seed(1))
+    ref = P.A(x, [1, 3])
+    torch.testing.assert_close(P.A(x, np.array([1, 3])), ref, rtol=0, atol=0)
+    torch.testing.assert_close(P.A(x, torch.tensor([1, 3])), ref, rtol=0, atol=0)

@@ -158,3 +158,54 @@ def test_osem_on_nema_recovers_background_and_ranks_sphere_contrast():
     assert len(means) >= 5
     assert all(b > a for a, b in zip(means, means[1:]))
     assert means[-1] > 2.5  # the 37 mm sphere recovers most of its 4:1 contrast
+
+
+# ---------------------------------------------------------------- dtypes and argument types
+def _counts_problem():
+    grid = VoxelGrid((24, 24), 4.0)
+    P = SpectProjector(grid, Orbit.circular(12, 120.0), Collimator.preset("LEHR"))
+    gen = torch.Generator().manual_seed(3)
+    x_true = torch.zeros((1, 1, 24, 24))
+    x_true[..., 6:18, 8:16] = 20.0
+    y = torch.poisson(P.A(x_true), generator=gen).to(torch.int64)
+    return P, y
+
+
+def test_integer_poisson_counts_reconstruct_like_their_float32_version():
+    P, y = _counts_problem()
+    assert y.dtype == torch.int64 and int(y.sum()) > 1000
+    x_int = osem(y, P, 3, 4)
+    x_float = osem(y.float(), P, 3, 4)
+    assert x_int.dtype == torch.float32
+    torch.testing.assert_close(x_int, x_float, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mlem(y.to(torch.int32), P, 2), mlem(y.float(), P, 2), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.bool, torch.complex64])
+def test_osem_rejects_unsupported_dtypes(dtype):
+    P, y = _counts_problem()
+    with pytest.raises(InputError, match=rf"y: dtype {dtype}.*float32 or float64"):
+        osem(y.to(dtype), P, 1, 2)
+
+
+def test_osem_rejects_an_empty_batch():
+    P, _ = _counts_problem()
+    with pytest.raises(InputError, match="y: shape .* empty batch"):
+        osem(torch.zeros(P.projection_shape(0, 1)), P, 1, 1)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_iters=2.7, n_subsets=2), "n_iters"),
+    (dict(n_iters=2.0, n_subsets=2), "n_iters"),
+    (dict(n_iters=2, n_subsets=1.5), "n_subsets"),
+    (dict(n_iters=True, n_subsets=2), "n_iters"),
+])
+def test_osem_rejects_non_integer_counts_of_iterations_and_subsets(kwargs, name):
+    P, y = _counts_problem()
+    with pytest.raises(InputError, match=rf"{name}: expected an integer"):
+        osem(y, P, **kwargs)
+
+
+def test_subsets_rejects_a_fractional_number():
+    with pytest.raises(InputError, match="n_subsets: expected an integer, found 1.5"):
+        subsets(8, 1.5)

@@ -77,3 +77,21 @@ def test_without_baseline_only_the_prediction_is_scored(tmp_path):
     df = pd.read_csv(res.metrics_csv)
     assert set(df["method"]) == {"prediction"} and len(df) == 3 * 4
     assert "psnr_db_prediction" in res.summary and "psnr_db_baseline" not in res.summary
+
+
+def test_existing_metrics_are_replaced_only_with_overwrite_and_inputs_never(tmp_path):
+    manifest = _cases(tmp_path, n=3)
+    evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "eval")
+    (tmp_path / "eval" / "metrics.csv").write_text("old")
+    with pytest.raises(InputError, match="metrics.csv.*overwrite"):
+        evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "eval")
+    assert (tmp_path / "eval" / "metrics.csv").read_text() == "old"
+    res = evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "eval", overwrite=True)
+    assert pd.read_csv(res.metrics_csv)["case"].nunique() == 3
+    before = (tmp_path / "pred" / "c0.npy").read_bytes()
+    with pytest.raises(InputError, match="lies inside, the input"):
+        evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "pred", overwrite=True)
+    with pytest.raises(InputError, match="not a folder"):
+        evaluate_manifest(manifest, tmp_path / "pred", tmp_path / "c0_ref.npy", overwrite=True)
+    assert (tmp_path / "pred" / "c0.npy").read_bytes() == before
+    assert not (tmp_path / "pred" / "metrics.csv").exists()

@@ -201,3 +201,59 @@ def test_checkpoint_writes_are_synced_before_the_commit(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "last", model, model_name="unet", model_kwargs={"features": [4, 8]})
     # file synced, renamed, folder synced: first the tensor file, then the sidecar (the commit)
     assert events == ["fsync", "replace safetensors", "fsync", "fsync", "replace json", "fsync"]
+
+
+def _set(doc, path, value):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+@pytest.mark.parametrize("path, value, tag", [
+    (("tree", "optimizer_states", 0, "state"), {"$dict": 5}, "$dict"),
+    (("tree", "optimizer_states", 0, "state"), {"$dict": [[0]]}, "$dict"),
+    (("tree", "optimizer_states", 0, "state"), {"$dict": [[[1], {}]]}, "$dict"),
+    (("tree", "epoch"), {"$tuple": 3}, "$tuple"),
+    (("tree", "epoch"), {"$tuple": "ab"}, "$tuple"),
+    (("tree", "epoch"), {"$float": 1.5}, "$float"),
+    (("tree", "epoch"), {"$float": "not a number"}, "$float"),
+    (("tree", "epoch"), {"$tensor": ["state_dict/net.x"]}, "$tensor"),
+    (("tree", "epoch"), {"$tensor": {"k": 1}}, "$tensor"),
+    (("tree", "epoch"), {"$ndarray": 7}, "$ndarray"),
+    (("spectdl", "metrics"), {"$float": None}, "$float"),
+    (("tree",), [], "'tree'"),
+    (("tree",), "x", "'tree'"),
+    (("spectdl",), [1, 2], "'spectdl'"),
+])
+def test_malformed_sidecar_tags_raise_input_error_naming_the_file_and_tag(tmp_path, path, value, tag):
+    model, opt = trained_unet()
+    sidecar = save_checkpoint(tmp_path / "ck", model, model_name="unet", model_kwargs={"features": [4, 8]},
+                              optimizer=opt, epoch=1)
+    assert isinstance(load_checkpoint(sidecar)["optimizer_states"][0]["state"], dict)
+    doc = json.loads(sidecar.read_text())
+    _set(doc, path, value)
+    sidecar.write_text(json.dumps(doc))
+    with pytest.raises(InputError) as info:
+        load_checkpoint(sidecar)
+    message = str(info.value)
+    assert str(sidecar) in message and tag in message, message
+
+
+def test_remove_temporary_files_takes_only_the_writers_temporaries(tmp_path):
+    from spectdl.training.checkpoint import remove_temporary_files
+
+    model, _ = trained_unet()
+    last = save_checkpoint(tmp_path / "last", model, model_name="unet", model_kwargs={"features": [4, 8]})
+    weights = tmp_path / strict_json(last)["weights_file"]
+    # Temporaries named by the real writer, as a kill leaves them (neither committed nor aborted).
+    left = [atomic.AtomicFile(last, overwrite=True).tmp, atomic.AtomicFile(weights, overwrite=True).tmp,
+            atomic.AtomicFile(tmp_path / "best.json", overwrite=True).tmp]
+    left[1].write_bytes(b"\0" * 100_000)
+    keep = [tmp_path / n for n in ("notes.tmp", ".other.json.abcd1234.tmp", "last.json.tmp", ".last.json")]
+    for f in keep:
+        f.write_text("x")
+    assert sorted(remove_temporary_files(tmp_path)) == sorted(left)
+    assert not any(f.exists() for f in left)
+    assert all(f.exists() for f in keep) and last.exists() and weights.exists()
+    load_checkpoint(last)

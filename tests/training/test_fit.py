@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import signal
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ from lightning.pytorch.callbacks import Callback
 
 from spectdl.errors import ConfigError, InputError
 from spectdl.training import TrainingDivergedError, fit, load_checkpoint, load_model_from_checkpoint
+from spectdl.training.checkpoint import remove_checkpoint
 
 from .conftest import BlurDataset, tiny_config
 
@@ -135,3 +138,92 @@ def test_fit_tells_the_dataset_each_epoch(tmp_path):
     data = _EpochAwareBlur()
     fit(tiny_config(trainer={"max_epochs": 3}), data, None, tmp_path / "run")
     assert data.epochs == [0, 1, 2]
+
+
+class Killed(Exception):
+    """Stands for SIGKILL between the two checkpoint writes of one epoch."""
+
+
+def kill_at_second_write_of_epoch(monkeypatch, epoch: int) -> list:
+    from spectdl.training import callbacks
+
+    real, written = callbacks.write_checkpoint, []
+
+    def write(path, tree):
+        if tree.get("epoch") == epoch and any(e == epoch for e, _ in written):
+            raise Killed(f"killed before writing {path}")
+        written.append((tree.get("epoch"), Path(path).name))
+        return real(path, tree)
+
+    monkeypatch.setattr(callbacks, "write_checkpoint", write)
+    return written
+
+
+def assert_best_agrees(result):
+    best = load_checkpoint(result.best_checkpoint)
+    assert best["spectdl"]["epoch"] == result.best_epoch
+    assert best["spectdl"]["metrics"]["val_loss"] == result.best_score
+    assert (best["spectdl"]["best_epoch"], best["spectdl"]["best_score"]) == (result.best_epoch, result.best_score)
+    last = load_checkpoint(result.last_checkpoint)
+    assert (last["spectdl"]["best_epoch"], last["spectdl"]["best_score"]) == (result.best_epoch, result.best_score)
+    return best, last
+
+
+def test_a_kill_between_the_two_writes_of_an_epoch_leaves_best_in_agreement(tmp_path, monkeypatch):
+    cfg = tiny_config(trainer={"max_epochs": 2})
+    written = kill_at_second_write_of_epoch(monkeypatch, epoch=1)
+    with pytest.raises(Killed):
+        fit(cfg, BlurDataset(), BlurDataset(seed=1), tmp_path)
+    # best is committed before last: the kill leaves last at epoch 0, never a stale best
+    assert written == [(0, "best.json"), (0, "last.json"), (1, "best.json")]
+    monkeypatch.undo()
+    result = fit(cfg, BlurDataset(), BlurDataset(seed=1), tmp_path, resume=True)
+    assert result.best_epoch == 1 and result.epochs_completed == 2
+    assert_best_agrees(result)
+
+
+def test_resume_repairs_a_stale_best_from_last_or_fails_loudly(tmp_path):
+    cfg = tiny_config(trainer={"max_epochs": 1})
+    val = BlurDataset(seed=1)
+    fit(cfg, BlurDataset(), val, tmp_path)
+    folder = tmp_path / "checkpoints"
+    old_best = {f.name: f.read_bytes() for f in folder.iterdir() if f.name.startswith("best.")}
+    result = fit(tiny_config(trainer={"max_epochs": 2}), BlurDataset(), val, tmp_path, resume=True)
+    assert result.best_epoch == 1
+    # What a kill after last.json but before best.json left (the order of earlier versions).
+    remove_checkpoint(folder / "best.json")
+    for name, data in old_best.items():
+        (folder / name).write_bytes(data)
+    assert load_checkpoint(folder / "best.json")["spectdl"]["epoch"] == 0
+    with pytest.warns(UserWarning, match="rewrote best.json from last.json"):
+        again = fit(tiny_config(trainer={"max_epochs": 2}), BlurDataset(), val, tmp_path, resume=True)
+    best, last = assert_best_agrees(again)
+    assert again.best_epoch == 1 and best["spectdl"]["epoch"] == 1
+    for key, value in last["state_dict"].items():
+        assert torch.equal(best["state_dict"][key], value), key
+
+    # A best epoch older than last whose best.json is gone cannot be rebuilt: an error, not a silent run.
+    lower = tmp_path / "max"
+    fit(tiny_config(trainer={"max_epochs": 2}, checkpoint={"mode": "max"}), BlurDataset(), val, lower)
+    assert load_checkpoint(lower / "checkpoints" / "last.json")["spectdl"]["best_epoch"] == 0
+    remove_checkpoint(lower / "checkpoints" / "best.json")
+    with pytest.raises(InputError, match=r"best\.json: holds epoch \(file missing\), but .*last\.json records the best at epoch 0"):
+        fit(tiny_config(trainer={"max_epochs": 3}, checkpoint={"mode": "max"}), BlurDataset(), val, lower, resume=True)
+
+
+def test_fit_removes_temporaries_that_killed_writes_left(tmp_path):
+    from spectdl.io.atomic import AtomicFile
+
+    cfg = tiny_config(trainer={"max_epochs": 1})
+    fit(cfg, BlurDataset(), BlurDataset(seed=1), tmp_path)
+    folder = tmp_path / "checkpoints"
+    weights = json.loads((folder / "last.json").read_text())["weights_file"]
+    left = [AtomicFile(folder / "last.json", overwrite=True).tmp,  # 0-byte sidecar temporary
+            AtomicFile(folder / weights, overwrite=True).tmp]      # a large tensor-file temporary
+    left[1].write_bytes(b"\0" * 1_000_000)
+    other = folder / ".tmpabc123"  # not the writer's pattern: left alone
+    other.write_bytes(b"x")
+    result = fit(tiny_config(trainer={"max_epochs": 2}), BlurDataset(), BlurDataset(seed=1), tmp_path, resume=True)
+    assert result.epochs_completed == 2
+    assert not any(f.exists() for f in left) and other.exists()
+    assert not [f.name for f in folder.iterdir() if f.name.endswith(".tmp")]

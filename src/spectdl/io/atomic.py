@@ -24,7 +24,7 @@ from typing import Callable
 
 from spectdl.errors import InputError
 
-__all__ = ["AtomicFile", "atomic_write", "file_sha256"]
+__all__ = ["AtomicFile", "atomic_write", "check_outputs", "file_sha256"]
 
 
 def _umask() -> int:
@@ -149,6 +149,25 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite
     with AtomicFile(path, overwrite=overwrite, suffix=suffix, protected=protected, fsync=fsync) as target:
         write(target.tmp)
         return target.commit()
+
+
+def check_outputs(outputs, inputs, *, option: str = "-o") -> None:
+    """Refuse any output path that is, or lies inside, one of ``inputs`` (InputError naming both).
+
+    Call it before writing anything. ``outputs`` are the paths a command will create or replace
+    (files or folders, existing or not); ``inputs`` the files and folders it reads. Paths are
+    compared resolved (symbolic links followed), so ``a/../b`` and a link to an input are caught.
+    ``option`` names the argument at fault in the message.
+    """
+    resolved_inputs = [(Path(p), Path(p).resolve()) for p in inputs if p is not None]
+    for out in outputs:
+        if out is None:
+            continue
+        o = Path(out).resolve()
+        for p, r in resolved_inputs:
+            if o == r or r in o.parents:
+                raise InputError(f"{option}: {out} is, or lies inside, the input {p}; refusing to write over an "
+                                 "input (choose an output outside the inputs)")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -77,10 +77,20 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
 
     Returns:
         μ in cm⁻¹, ``≥ 0``, same shape as ``hu``.
+
+    Raises:
+        InputError: ``hu`` holds NaN or infinite values (the count is named).
     """
     h = hu if isinstance(hu, torch.Tensor) else torch.as_tensor(np.asarray(hu))
     if not h.is_floating_point():
         h = h.to(torch.float32)
+    n_nan = int(torch.isnan(h).sum())
+    n_inf = int(torch.isinf(h).sum())
+    if n_nan or n_inf:
+        raise InputError(
+            f"hu: contains {n_nan} NaN and {n_inf} infinite value(s) out of {h.numel()}; expected finite "
+            "Hounsfield units (fill missing voxels, e.g. with -1000 HU for air, before converting)"
+        )
     mu_w, bp, mu_bp, slope_bone = _bilinear(energy_kev, kvp, ct_effective_kev)
     soft = mu_w * (1.0 + h / 1000.0)
     bone = mu_bp + (h - bp) * slope_bone

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import numbers
 from typing import Any, Mapping
 
@@ -103,6 +104,14 @@ STUDY_DEFAULTS: dict[str, dict[str, Any]] = {
 
 SSIM_MODES = ("auto", "2d", "3d", "three_plane")
 
+#: The keys of each study that are loss weights (checked finite and >= 0 before anything is built).
+STUDY_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "bone_spect": ("alpha", "beta"),
+    "myocardial_perfusion": ("l2", "adversarial"),
+    "planar": ("perceptual", "l1", "bce", "gan"),
+    "cardiac": ("mae", "ssim", "sobel", "imbv"),
+}
+
 
 def study_defaults(study: str) -> dict[str, Any]:
     """A copy of the default config of ``study`` (see :data:`STUDY_DEFAULTS`)."""
@@ -111,11 +120,16 @@ def study_defaults(study: str) -> dict[str, Any]:
     return copy.copy(STUDY_DEFAULTS[study])
 
 
-def _number(cfg: Mapping[str, Any], key: str) -> float:
+def _weight(cfg: Mapping[str, Any], key: str, label: str | None = None) -> float:
+    """A loss weight: a finite number >= 0 (a negative weight would maximise its term)."""
+    label = key if label is None else label
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{key}: expected a number, found {value!r}")
-    return float(value)
+        raise ConfigError(f"{label}: expected a weight (a finite number >= 0), found {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ConfigError(f"{label}: expected a weight that is finite and >= 0, found {value!r}")
+    return v
 
 
 def _choice(cfg: Mapping[str, Any], key: str, choices) -> str:
@@ -126,8 +140,8 @@ def _choice(cfg: Mapping[str, Any], key: str, choices) -> str:
 
 def _bone_spect(cfg) -> CompositeLoss:
     lesion = LesionAttentionLoss(
-        alpha=_number(cfg, "alpha"),
-        beta=_number(cfg, "beta"),
+        alpha=_weight(cfg, "alpha"),
+        beta=_weight(cfg, "beta"),
         data_range=cfg["data_range"],
         spatial_dims=cfg["spatial_dims"],
     )
@@ -136,7 +150,7 @@ def _bone_spect(cfg) -> CompositeLoss:
 
 def _myocardial_perfusion(cfg) -> CompositeLoss:
     gan = AdversarialLoss(mode=_choice(cfg, "gan_mode", MODES), from_logits=bool(cfg["from_logits"]))
-    return CompositeLoss({"l2": (_number(cfg, "l2"), L2Loss()), "adversarial": (_number(cfg, "adversarial"), gan)})
+    return CompositeLoss({"l2": (_weight(cfg, "l2"), L2Loss()), "adversarial": (_weight(cfg, "adversarial"), gan)})
 
 
 def _planar(cfg) -> CompositeLoss:
@@ -151,10 +165,10 @@ def _planar(cfg) -> CompositeLoss:
     gan = AdversarialLoss(mode=_choice(cfg, "gan_mode", MODES), from_logits=bool(cfg["from_logits"]))
     return CompositeLoss(
         {
-            "perceptual": (_number(cfg, "perceptual"), perceptual),
-            "l1": (_number(cfg, "l1"), L1Loss()),
-            "bce": (_number(cfg, "bce"), IntensityBCELoss(data_range=cfg["data_range"])),
-            "gan": (_number(cfg, "gan"), gan),
+            "perceptual": (_weight(cfg, "perceptual"), perceptual),
+            "l1": (_weight(cfg, "l1"), L1Loss()),
+            "bce": (_weight(cfg, "bce"), IntensityBCELoss(data_range=cfg["data_range"])),
+            "gan": (_weight(cfg, "gan"), gan),
         }
     )
 
@@ -167,10 +181,10 @@ def _cardiac(cfg) -> CompositeLoss:
         ssim = SSIMLoss(spatial_dims={"auto": None, "2d": 2, "3d": 3}[mode], data_range=cfg["data_range"])
     return CompositeLoss(
         {
-            "mae": (_number(cfg, "mae"), L1Loss()),
-            "ssim": (_number(cfg, "ssim"), ssim),
-            "sobel": (_number(cfg, "sobel"), SobelLoss()),
-            "imbv": (_number(cfg, "imbv"), IMBVLoss()),
+            "mae": (_weight(cfg, "mae"), L1Loss()),
+            "ssim": (_weight(cfg, "ssim"), ssim),
+            "sobel": (_weight(cfg, "sobel"), SobelLoss()),
+            "imbv": (_weight(cfg, "imbv"), IMBVLoss()),
         }
     )
 
@@ -189,7 +203,7 @@ def _term(name: str, entry) -> tuple[float, nn.Module]:
     options = {"weight": float(entry)} if isinstance(entry, numbers.Real) else dict(entry)
     if "weight" not in options:
         raise ConfigError(f"terms.{name}: missing key 'weight'")
-    weight = _number(options, "weight")
+    weight = _weight(options, "weight", f"terms.{name}.weight")
     kind = options.pop("type", name)
     options.pop("weight")
     if kind not in LOSS_TYPES:
@@ -216,6 +230,12 @@ def _deep_supervision(loss: nn.Module, value) -> nn.Module:
         if value < 1:
             raise ConfigError(f"deep_supervision: expected a number of outputs >= 1, found {value}")
         value = (1.0,) * int(value)
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"deep_supervision: expected None, a number of outputs or a list of weights, found {value!r}")
+    value = list(value)
+    for i, w in enumerate(value):
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(float(w)) or float(w) < 0:
+            raise ConfigError(f"deep_supervision[{i}]: expected a weight that is finite and >= 0, found {w!r}")
     try:
         return DeepSupervision(loss, weights=value)
     except InputError as exc:
@@ -267,6 +287,8 @@ def build_loss(config: str | Mapping[str, Any], **overrides: Any) -> nn.Module:
             f"{unknown[0]}: unknown key for study {study!r}; expected one of {sorted(settings)}"
         )
     settings.update(cfg)
+    for key in STUDY_WEIGHTS[study]:
+        _weight(settings, key)
     try:
         loss = _BUILDERS[study](settings)
     except InputError as exc:

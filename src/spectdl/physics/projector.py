@@ -53,6 +53,19 @@ class AdjointnessResult(NamedTuple):
     relative_error: float
 
 
+
+def as_float_input(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` in a dtype the sparse kernels take: integer counts become float32; float32 and float64
+    pass; half, bfloat16, bool and complex are refused with an InputError naming ``name``."""
+    if t.dtype in (torch.float32, torch.float64):
+        return t
+    if t.dtype == torch.bool or t.dtype.is_complex or t.dtype.is_floating_point:
+        raise InputError(
+            f"{name}: dtype {t.dtype} is not supported (no sparse kernel); expected float32 or float64 "
+            f"(or integer counts, cast to float32) - convert with .float() or .double()"
+        )
+    return t.to(torch.float32)
+
 class SpectProjector(nn.Module):
     """The SPECT system matrix ``A`` as an ``nn.Module`` (see the module docstring for conventions).
 
@@ -149,7 +162,16 @@ class SpectProjector(nn.Module):
     def _subset_index(self, subset) -> list[int]:
         if subset is None:
             return list(range(self.n_angles))
-        idx = [int(i) for i in (subset.tolist() if isinstance(subset, torch.Tensor) else subset)]
+        if isinstance(subset, torch.Tensor):
+            if subset.dtype.is_floating_point or subset.dtype.is_complex or subset.dtype == torch.bool:
+                raise InputError(f"subset: tensor of dtype {subset.dtype}; expected integer view indices")
+            raw = subset.reshape(-1).tolist()
+        else:
+            raw = list(subset)
+        bad_type = [i for i in raw if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
+        if bad_type:
+            raise InputError(f"subset: non-integer view indices {bad_type[:5]}; expected integers 0..{self.n_angles - 1}")
+        idx = [int(i) for i in raw]
         if not idx:
             raise InputError("subset: is empty; expected at least one view index")
         bad = [i for i in idx if not 0 <= i < self.n_angles]
@@ -172,21 +194,33 @@ class SpectProjector(nn.Module):
             self._blur_cache[key] = DepthBlur.from_variances(var_mm2 / dx**2, var_z, dtype=dtype, device=device)
         return self._blur_cache[key]
 
-    def _check_x(self, x: torch.Tensor) -> None:
+    @staticmethod
+    def _as_float(t: torch.Tensor, name: str) -> torch.Tensor:
+        return as_float_input(t, name)
+
+    @staticmethod
+    def _check_batch(t: torch.Tensor, name: str) -> None:
+        if t.shape[0] == 0 or t.shape[1] == 0:
+            raise InputError(f"{name}: shape {tuple(t.shape)} has an empty batch or channel axis; expected B >= 1 and C >= 1")
+
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
         expected = self.grid.shape
         if not isinstance(x, torch.Tensor):
             raise InputError(f"x: expected a torch.Tensor, found {type(x).__name__}")
+        x = self._as_float(x, "x")
         if x.dim() != self.grid.ndim + 2 or tuple(x.shape[2:]) != expected:
             raise InputError(
                 f"x: shape {tuple(x.shape)} does not match the grid; expected "
                 f"[B, C, {', '.join(map(str, expected))}]"
             )
+        self._check_batch(x, "x")
         if self.check_input:
             if not torch.isfinite(x).all():
                 raise InputError("x: activity contains NaN or infinite values")
             if bool((x < 0).any()):
                 raise InputError(f"x: activity has negative values (min {float(x.min()):.4g}); expected >= 0")
         self._check_mu_batch(x.shape[0])
+        return x
 
     def _check_mu_batch(self, batch: int) -> None:
         if self.mu_map is not None and self.mu_map.shape[0] not in (1, batch):
@@ -195,18 +229,21 @@ class SpectProjector(nn.Module):
                 f"expected 1 or {batch}"
             )
 
-    def _check_y(self, y: torch.Tensor, n_views: int) -> None:
+    def _check_y(self, y: torch.Tensor, n_views: int) -> torch.Tensor:
         if not isinstance(y, torch.Tensor):
             raise InputError(f"y: expected a torch.Tensor, found {type(y).__name__}")
+        y = self._as_float(y, "y")
         expected = self.projection_shape(n_views=n_views)[2:]
         if y.dim() != len(expected) + 2 or tuple(y.shape[2:]) != expected:
             raise InputError(
                 f"y: shape {tuple(y.shape)} does not match the projector; expected "
                 f"[B, C, {', '.join(map(str, expected))}]"
             )
+        self._check_batch(y, "y")
         if self.check_input and not torch.isfinite(y).all():
             raise InputError("y: projections contain NaN or infinite values")
         self._check_mu_batch(y.shape[0])
+        return y
 
     # ---------------------------------------------------------------- attenuation
     def _attenuation(self, view: int, device, dtype) -> torch.Tensor | None:
@@ -241,7 +278,7 @@ class SpectProjector(nn.Module):
 
     def A(self, x: torch.Tensor, subset: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """Forward projection ``y = A x`` of ``x [B, C, *grid.shape]`` onto the views in ``subset``."""
-        self._check_x(x)
+        x = self._check_x(x)
         idx = self._subset_index(subset)
         x5 = x if self.is_3d else x.unsqueeze(-1)
         b, c, n, _, nz = x5.shape
@@ -282,7 +319,7 @@ class SpectProjector(nn.Module):
     def A_adjoint(self, y: torch.Tensor, subset: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """Back-projection ``Aᵀ y`` of ``y [B, C, n_views, n_radial(, n_axial)]`` (views of ``subset``)."""
         idx = self._subset_index(subset)
-        self._check_y(y, len(idx))
+        y = self._check_y(y, len(idx))
         y5 = y if self.is_3d else y.unsqueeze(-1)
         b, c, _, n, nz = y5.shape
         nb = b * c

@@ -58,15 +58,31 @@ def evaluate_manifest(
     *,
     baseline: bool = True,
     split: str = "test",
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Score every ``split`` case's prediction against its ``target``.
 
     With ``baseline`` the case's ``input`` (usually the low-count image) is scored the same way, and
     each metric is compared between prediction and input with a paired Wilcoxon signed-rank test.
+    An existing ``metrics.csv`` or ``summary.json`` in ``out_dir`` is an InputError unless
+    ``overwrite``; an output that is, or lies inside, an input (the manifest, a file it lists, the
+    predictions) is always refused. Both checks run before anything is read or written.
     """
     import pandas as pd
 
+    from spectdl.io.atomic import check_outputs
+
+    out = Path(out_dir)
+    outputs = [out / "metrics.csv", out / "summary.json"]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"out_dir: {out} exists and is not a folder; expected a folder for metrics.csv and summary.json")
+    existing = [p.name for p in outputs if p.exists()]
+    if existing and not overwrite:
+        raise InputError(f"out_dir: {out} already holds {', '.join(existing)}; pass overwrite=True (--overwrite) "
+                         "to replace them, or choose another folder")
     manifest = load_manifest(manifest_path)
+    check_outputs([out, *outputs], [Path(manifest_path), Path(predictions),
+                                    *(Path(v) for c in manifest.cases for v in c.paths.values())], option="out_dir")
     cases = manifest.split(split)
     if not cases:
         raise InputError(f"{manifest.path}: no case in split {split!r}")
@@ -93,7 +109,6 @@ def evaluate_manifest(
             rows += score_cases({case.case_id: img}, {case.case_id: ref}, metrics=tuple(SCORE_NAMES.values()),
                                 convention=CONVENTION, method=method)
     df = pd.DataFrame(rows, columns=["case", "method", "metric", "value", "convention"])
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "metrics.csv"
     atomic_write_text(csv, df.to_csv(index=False))

@@ -195,10 +195,9 @@ def _check_out(out: Path, inputs: Sequence[Path]) -> None:
                 paths.extend(Path(v) for case in load_manifest(p).cases for v in case.paths.values())
             except Exception:  # an unreadable manifest is reported, with its reasons, by the study's check
                 pass
-    for p in paths:
-        r = p.resolve()
-        if o == r or (r.is_dir() and r in o.parents):
-            raise InputError(f"-o: {out} is, or lies inside, the input {p}; choose an output folder outside the inputs")
+    from spectdl.io.atomic import check_outputs
+
+    check_outputs([o], paths)
 
 
 def run_study(name: str, *, scale: str = "smoke", config_file: str | Path | None = None,

@@ -12,6 +12,7 @@ from spectdl.errors import require
 from spectdl.training._base import scalar_metrics
 from spectdl.training.checkpoint import read_checkpoint, remove_checkpoint, write_checkpoint
 from spectdl.training.errors import TrainingDivergedError
+from spectdl.training.meta import META_KEY
 
 L = require("lightning", "train")
 from lightning.fabric.plugins import CheckpointIO  # noqa: E402
@@ -28,6 +29,12 @@ class SafeCheckpointIO(CheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        state = callback_state(checkpoint)
+        meta = checkpoint.get(META_KEY)
+        if state and isinstance(meta, dict):
+            # The best epoch and score, readable in the metadata: on resume, fit checks best.json against them.
+            checkpoint = {**checkpoint, META_KEY: {**meta, "best_epoch": state.get("best_epoch"),
+                                                   "best_score": state.get("best_score")}}
         write_checkpoint(path, checkpoint)
 
     def load_checkpoint(self, path, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict:
@@ -98,9 +105,11 @@ class BestLastCheckpoint(Checkpoint):
         if improved:
             self.best_score = metrics[self.monitor]
             self.best_epoch = epoch
-        trainer.save_checkpoint(self.last_path, weights_only=False)
+        # best before last: a kill between the two leaves best.json newer than last.json (the resumed
+        # run redoes that epoch and writes it again), never a last.json whose best.json is stale.
         if improved:
             trainer.save_checkpoint(self.best_path, weights_only=False)
+        trainer.save_checkpoint(self.last_path, weights_only=False)
 
     def state_dict(self) -> dict[str, Any]:
         return {

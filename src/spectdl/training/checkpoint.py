@@ -37,6 +37,7 @@ from spectdl.training.checkpoint_format import (
     encode_tree,
     parse_sidecar,
     sidecar_document,
+    temporary_file_pattern,
     weights_file_name,
     weights_file_pattern,
 )
@@ -47,16 +48,24 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "remove_checkpoint",
+    "remove_temporary_files",
     "save_checkpoint",
     "write_checkpoint",
 ]
 
 PathLike = Union[str, Path]
 
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+
 
 def checkpoint_path(path: PathLike) -> Path:
     """The sidecar path of a checkpoint: ``path`` itself when it ends in ``.json``, else ``path + ".json"``."""
     p = Path(path)
+    if p.suffix.lower() in _PICKLE_SUFFIXES:
+        raise InputError(
+            f"checkpoint path {p}: a {p.suffix} file is a pickle (torch.save/Lightning) checkpoint, which spectdl "
+            "never loads (unpickling can run code); expected the JSON sidecar of a spectdl checkpoint (e.g. best.json)"
+        )
     if p.suffix == ".safetensors":
         raise InputError(
             f"checkpoint path {p}: name the JSON sidecar (e.g. {p.name.split('.')[0]}.json), not the tensor file"
@@ -109,11 +118,31 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device, None]
     st = require("safetensors.torch", "train")
     sidecar = checkpoint_path(path)
     try:
-        text = sidecar.read_text(encoding="utf-8")
+        raw = sidecar.read_bytes()
     except FileNotFoundError:
         raise InputError(f"checkpoint {sidecar}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"checkpoint {sidecar}: is a folder; expected the JSON sidecar of a checkpoint") from None
+    except OSError as exc:
+        if sidecar.is_dir():
+            raise InputError(f"checkpoint {sidecar}: is a folder; expected the JSON sidecar of a checkpoint") from None
+        raise InputError(f"checkpoint {sidecar}: cannot be read ({exc.strerror or exc})") from None
+    if raw[:1] == b"\x80" or raw[:2] == b"PK":
+        raise InputError(f"checkpoint {sidecar}: a pickle or zip (torch.save) file, not a JSON sidecar; spectdl "
+                         "never unpickles; expected a checkpoint written by spectdl (JSON + safetensors)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"checkpoint {sidecar}: not UTF-8 text at byte {exc.start}; expected a JSON sidecar") from None
     document = parse_sidecar(text, sidecar)
-    weights = sidecar.parent / str(document.get("weights_file"))
+    name = document.get("weights_file")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise InputError(f"checkpoint {sidecar}: weights_file {name!r}; expected the name of a .safetensors "
+                         "file beside the sidecar")
+    weights = sidecar.parent / name
+    if not name.endswith(".safetensors"):
+        raise InputError(f"checkpoint {sidecar}: weights_file {name!r}; expected a .safetensors file (spectdl never "
+                         "loads pickle files)")
     if not weights.is_file():
         raise InputError(f"checkpoint {sidecar}: its tensor file {weights.name} is missing")
     digest = file_sha256(weights)
@@ -123,9 +152,24 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device, None]
             f"{str(document.get('weights_sha256'))[:16]}… (the file was modified or truncated)"
         )
     device = "cpu" if map_location is None else str(torch.device(map_location))
-    tensors = st.load_file(str(weights), device=device)
-    tree = decode_tree(document.get("tree", {}), tensors)
-    tree[META_KEY] = decode_tree(document.get(META_KEY, {}), {})
+    try:
+        tensors = st.load_file(str(weights), device=device)
+    except (OSError, RuntimeError, ValueError) as exc:  # SafetensorError is an Exception; caught below too
+        raise InputError(f"checkpoint {sidecar}: {weights.name} is not a readable safetensors file ({exc})") from None
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise InputError(f"checkpoint {sidecar}: {weights.name} is not a readable safetensors file ({exc})") from None
+    try:
+        where = f"checkpoint {sidecar}"  # decode_tree's errors name the file and the tag
+        tree = decode_tree(document.get("tree", {}), tensors, where)
+        tree[META_KEY] = decode_tree(document.get(META_KEY, {}), {}, where)
+    except InputError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"checkpoint {sidecar}: malformed tree or metadata ({type(exc).__name__}: {exc})") from None
+    if not isinstance(tree, dict) or not isinstance(tree.get(META_KEY), dict):
+        raise InputError(f"checkpoint {sidecar}: tree and {META_KEY} must be JSON objects")
     return tree
 
 
@@ -139,6 +183,22 @@ def remove_checkpoint(path: PathLike) -> None:
     for f in sidecar.parent.iterdir():
         if pattern.match(f.name):
             f.unlink(missing_ok=True)
+
+
+def remove_temporary_files(folder: PathLike, stems: tuple[str, ...] = ("last", "best")) -> list[Path]:
+    """Delete the temporary files that killed writes of checkpoints ``stems`` left in ``folder``
+    (only names of :func:`~spectdl.training.checkpoint_format.temporary_file_pattern`; committed
+    files are never touched). Returns the files removed; a missing folder is not an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    patterns = [temporary_file_pattern(stem) for stem in stems]
+    removed = []
+    for f in sorted(folder.iterdir()):
+        if any(p.match(f.name) for p in patterns) and f.is_file() and not f.is_symlink():
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device, None] = "cpu") -> dict[str, Any]:

@@ -52,6 +52,7 @@ __all__ = [
     "encode_tree",
     "parse_sidecar",
     "sidecar_document",
+    "temporary_file_pattern",
     "weights_file_name",
     "weights_file_pattern",
 ]
@@ -101,26 +102,59 @@ def encode_tree(obj: Any, path: list[str], tensors: dict[str, torch.Tensor]) -> 
     )
 
 
-def decode_tree(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
-    """The inverse of :func:`encode_tree`: references resolved against ``tensors``; a reference to a
-    tensor that ``tensors`` lacks raises InputError."""
+def decode_tree(obj: Any, tensors: Mapping[str, torch.Tensor], where: str = "checkpoint") -> Any:
+    """The inverse of :func:`encode_tree`: references resolved against ``tensors``.
+
+    A reference to a tensor that ``tensors`` lacks, or a malformed tag (``$dict`` that is not a list
+    of ``[key, value]`` pairs, ``$tuple`` that is not a list, ``$float`` that is not ``"nan"``,
+    ``"inf"`` or ``"-inf"``, ``$tensor``/``$ndarray`` that is not a string) raises InputError that
+    starts with ``where`` (the checkpoint's file) and names the tag and its place in the tree.
+    """
+    return _decode(obj, tensors, [], where)
+
+
+_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _malformed(where: str, path: list[str], tag: str, expected: str, value: Any) -> InputError:
+    at = "/".join(path) or "<root>"
+    return InputError(f"{where}: tag {tag!r} at {at}: expected {expected}, found {type(value).__name__} {value!r:.60}")
+
+
+def _decode(obj: Any, tensors: Mapping[str, torch.Tensor], path: list[str], where: str) -> Any:
     if isinstance(obj, list):
-        return [decode_tree(v, tensors) for v in obj]
+        return [_decode(v, tensors, path + [str(i)], where) for i, v in enumerate(obj)]
     if not isinstance(obj, dict):
         return obj
     if len(obj) == 1:
         (tag, value), = obj.items()
         if tag in ("$tensor", "$ndarray"):
+            if not isinstance(value, str):
+                raise _malformed(where, path, tag, "the name of a tensor (a string)", value)
             if value not in tensors:
-                raise InputError(f"checkpoint: tensor {value!r} is named in the sidecar but missing from the weights file")
+                raise InputError(f"{where}: tensor {value!r} is named in the sidecar but missing from the weights file")
             return tensors[value] if tag == "$tensor" else tensors[value].numpy()
         if tag == "$float":
-            return float(value)
+            if not isinstance(value, str) or value not in _FLOATS:
+                raise _malformed(where, path, tag, "'nan', 'inf' or '-inf'", value)
+            return _FLOATS[value]
         if tag == "$tuple":
-            return tuple(decode_tree(v, tensors) for v in value)
+            if not isinstance(value, list):
+                raise _malformed(where, path, tag, "a list", value)
+            return tuple(_decode(v, tensors, path + [str(i)], where) for i, v in enumerate(value))
         if tag == "$dict":
-            return {decode_tree(k, tensors): decode_tree(v, tensors) for k, v in value}
-    return {k: decode_tree(v, tensors) for k, v in obj.items()}
+            if not isinstance(value, list) or not all(isinstance(kv, list) and len(kv) == 2 for kv in value):
+                raise _malformed(where, path, tag, "a list of [key, value] pairs", value)
+            out = {}
+            for k, v in value:
+                key = _decode(k, tensors, path + ["<key>"], where)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise _malformed(where, path, tag, "keys that are numbers, strings, None or tuples", k) from None
+                out[key] = _decode(v, tensors, path + [str(key)], where)
+            return out
+    return {k: _decode(v, tensors, path + [str(k)], where) for k, v in obj.items()}
 
 
 def weights_file_name(stem: str, digest: str) -> str:
@@ -131,6 +165,13 @@ def weights_file_name(stem: str, digest: str) -> str:
 def weights_file_pattern(stem: str) -> re.Pattern:
     """Matches the names of every tensor file that checkpoint ``stem`` may have written."""
     return re.compile(rf"^{re.escape(stem)}\.[0-9a-f]{{16}}\.safetensors$")
+
+
+def temporary_file_pattern(stem: str) -> re.Pattern:
+    """Matches the temporary files that writing checkpoint ``stem`` leaves when killed: the names
+    :class:`spectdl.io.atomic.AtomicFile` gives (``.<target name>.<random>.tmp``) for the sidecar
+    ``<stem>.json`` and for a tensor file ``<stem>.<digest>.safetensors``."""
+    return re.compile(rf"^\.{re.escape(stem)}\.(json|[0-9a-f]{{16}}\.safetensors)\.[a-z0-9_]+\.tmp$")
 
 
 def sidecar_document(weights_name: str, digest: str, meta: Any, tree: Any) -> dict[str, Any]:
@@ -159,4 +200,8 @@ def parse_sidecar(text: str, sidecar: Path) -> dict[str, Any]:
     version = document.get("format_version")
     if version != FORMAT_VERSION:
         raise InputError(f"checkpoint {sidecar}: format_version {version!r}; expected {FORMAT_VERSION}")
+    for key, kind, name in ((META_KEY, dict, "a JSON object"), ("tree", dict, "a JSON object")):
+        if key in document and not isinstance(document[key], kind):
+            found = document[key]
+            raise InputError(f"checkpoint {sidecar}: field {key!r} is {type(found).__name__} {found!r:.60}; expected {name}")
     return document

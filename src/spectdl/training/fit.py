@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 import torch
 
 from spectdl.errors import ConfigError, InputError, MissingDependencyError, require
-from spectdl.training.checkpoint import read_checkpoint
+from spectdl.training.checkpoint import read_checkpoint, remove_temporary_files, write_checkpoint
 from spectdl.training.config import TrainConfig, dump_config, load_config
 from spectdl.training.errors import TrainingDivergedError
 from spectdl.training.meta import META_KEY
@@ -267,6 +267,42 @@ def _result(out: Path, callback, epochs_completed: int) -> FitResult:
     )
 
 
+def _repair_best(saved: Mapping[str, Any], last: Path) -> None:
+    """Make ``best.json`` the checkpoint that ``last.json`` records as best (``best_epoch`` and
+    ``best_score`` in its metadata, else in the callback state).
+
+    A kill between the two writes of one epoch (by versions that wrote ``last`` first) leaves
+    ``best.json`` older than the best that ``last`` records. When ``last`` is itself the best epoch,
+    ``best.json`` is rewritten from it; otherwise the best weights are lost and InputError says so.
+    A ``best.json`` newer than ``last`` (a kill after best, before last) is left: the resumed run
+    redoes that epoch and writes it again.
+    """
+    from spectdl.training.callbacks import callback_state
+
+    meta = saved.get(META_KEY) or {}
+    state = callback_state(dict(saved))
+    best_epoch = meta.get("best_epoch", state.get("best_epoch"))
+    best_score = meta.get("best_score", state.get("best_score"))
+    if best_epoch is None:
+        return
+    best = last.with_name("best.json")
+    found = None
+    if best.exists():
+        found = read_checkpoint(best)[META_KEY].get("epoch")  # a corrupt best.json raises InputError here
+        if isinstance(found, int) and found >= best_epoch:
+            return
+    if meta.get("epoch") == best_epoch:
+        write_checkpoint(best, saved)
+        warnings.warn(f"resume: {best} held epoch {found} but {last} records the best at epoch {best_epoch} "
+                      f"(score {best_score}); rewrote {best.name} from {last.name}", stacklevel=4)
+        return
+    raise InputError(
+        f"checkpoint {best}: holds epoch {found if best.exists() else '(file missing)'}, but {last} records the "
+        f"best at epoch {best_epoch} (score {best_score}); expected best.json of epoch {best_epoch}. Its weights "
+        "cannot be recovered; restore that best.json or start a new out_dir"
+    )
+
+
 def _fit_one(
     cfg: TrainConfig,
     make_module: Callable[[], Any],
@@ -282,6 +318,8 @@ def _fit_one(
     from spectdl.training.data import make_loader
 
     last = out / "checkpoints" / "last.json"
+    if _is_rank_zero():
+        remove_temporary_files(last.parent)  # left by writes that a kill interrupted
     ckpt_path = None
     if last.exists():
         if not resume:
@@ -292,6 +330,8 @@ def _fit_one(
         saved = read_checkpoint(last)
         meta = saved.get(META_KEY, {})
         _check_resume_compatible(cfg, meta.get("config"), last)
+        if _is_rank_zero():
+            _repair_best(saved, last)
         done = int(meta.get("epochs_completed") or 0)
         if done > max_epochs:
             raise ConfigError(

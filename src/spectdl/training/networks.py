@@ -73,8 +73,14 @@ def build_from_meta(meta: Mapping[str, Any], where: str = "checkpoint") -> nn.Mo
     except (KeyError, TypeError):
         raise InputError(f"{where}: metadata lacks task/model.name/model.kwargs; found keys {sorted(meta)}") from None
     if task == "two_stage":
-        return build_spectnet(**kwargs)
-    return build_model(ModelConfig(name, kwargs), path=f"{where}: model")
+        try:
+            return build_spectnet(**kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{where}: model.kwargs {kwargs} do not build SPECTnet ({exc})") from None
+    try:
+        return build_model(ModelConfig(name, kwargs), path=f"{where}: model")
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
 
 
 def load_model_from_checkpoint(
@@ -91,7 +97,14 @@ def load_model_from_checkpoint(
     model = build_from_meta(meta, where=f"checkpoint {checkpoint_path(path)}")
     prefix = meta.get("network_prefix", NETWORK_PREFIX)
     state = {k[len(prefix):]: v for k, v in tree.get("state_dict", {}).items() if k.startswith(prefix)}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a shape mismatch: the kwargs describe another network than the weights
+        detail = " ".join(str(exc).split())[:300]
+        raise InputError(
+            f"checkpoint {checkpoint_path(path)}: weights do not fit model {meta['model']['name']!r} with kwargs "
+            f"{meta['model'].get('kwargs')} ({detail})"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise InputError(
             f"checkpoint {checkpoint_path(path)}: weights do not fit model {meta['model']['name']!r}; "

@@ -45,6 +45,28 @@ def check_pair(pred, target, *, spatial_dims: tuple[int, ...] = (2, 3)) -> tuple
     return pred.to(dtype), target.to(dtype)
 
 
+def check_pair64(pred, target, *, spatial_dims: tuple[int, ...] = (2, 3)):
+    """:func:`check_pair`, then both images in float64 for the statistics, and the result dtype.
+
+    Squares and products of float32 images overflow above ~1e19 (and the SSIM constants' products
+    above ~1e10), and float16 loses the 30 dB of a PSNR, so the error metrics, PSNR and SSIM compute
+    in float64 and return ``promote(input dtype, float32)``: float32 for float16/bfloat16/float32
+    (and integer) images, float64 for float64 images. Gradients flow through the casts.
+    """
+    pred, target = check_pair(pred, target, spatial_dims=spatial_dims)
+    out_dtype = torch.promote_types(pred.dtype, torch.float32)
+    return pred.to(torch.float64), target.to(torch.float64), out_dtype
+
+
+def result_dtype(*images) -> torch.dtype:
+    """``promote(float32, dtypes of the floating images)``: what PSNR, SSIM and the errors return."""
+    out = torch.float32
+    for t in images:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            out = torch.promote_types(out, t.dtype)
+    return out
+
+
 def check_mask(mask, like: torch.Tensor, name: str = "mask") -> torch.Tensor:
     """Broadcast a region-of-interest mask to ``like``'s shape as a bool tensor.
 
@@ -53,6 +75,11 @@ def check_mask(mask, like: torch.Tensor, name: str = "mask") -> torch.Tensor:
     """
     if not isinstance(mask, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor, found {type(mask).__name__}")
+    if (mask.is_floating_point() or mask.is_complex()) and not bool(torch.isfinite(mask).all()):
+        n_bad = int((~torch.isfinite(mask)).sum())
+        raise InputError(
+            f"{name}: contains {n_bad} NaN or infinite value(s); expected a finite 0/1 (or bool) region mask"
+        )
     spatial = tuple(like.shape[2:])
     if tuple(mask.shape) == spatial:
         mask = mask.reshape((1, 1) + spatial)

@@ -9,6 +9,9 @@ All are per image over the whole image or the voxels of a mask:
 * ``MAE = mean(|pred − target|)``
 * uptake MAE (SPECTnet, eq. 3): the MAE over the voxels where the reference activity is > 0
   (``target > threshold``), or over a given mask.
+
+Statistics are computed in float64 (squares of huge float32 values would overflow); results are
+float64 for float64 images and float32 otherwise.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import torch
 from spectdl.errors import InputError
 from spectdl.metrics.functional._checks import (
     check_mask,
-    check_pair,
+    check_pair64,
     check_reduction,
     masked_max,
     masked_mean,
     masked_min,
     reduce,
+    result_dtype,
 )
 
 __all__ = ["mae", "nrmse", "rmse", "uptake_mae"]
@@ -32,7 +36,7 @@ NORMALISATIONS = ("euclidean", "min-max", "mean")
 
 
 def _mse_update(pred, target, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    pred, target = check_pair(pred, target)
+    pred, target, _ = check_pair64(pred, target)
     m = None if mask is None else check_mask(mask, pred)
     return masked_mean((pred - target) ** 2, m), target, m
 
@@ -41,7 +45,7 @@ def rmse(pred, target, mask=None, reduction: str = "mean") -> torch.Tensor:
     """Root-mean-square error per image (``[B]`` before ``reduction``), in the images' units."""
     check_reduction(reduction)
     mse, _, _ = _mse_update(pred, target, mask)
-    return reduce(torch.sqrt(mse), reduction)
+    return reduce(torch.sqrt(mse), reduction).to(result_dtype(pred, target))
 
 
 def _nrmse_denominator(target: torch.Tensor, mask, normalization: str) -> torch.Tensor:
@@ -70,15 +74,16 @@ def nrmse(pred, target, normalization: str = "euclidean", mask=None, reduction: 
             f"target: the {normalization!r} normalisation is 0 for batch item(s) "
             f"{[i for i, d in enumerate(denom.tolist()) if d == 0]}; expected a non-zero denominator"
         )
-    return reduce(torch.sqrt(mse) / denom, reduction)
+    return reduce(torch.sqrt(mse) / denom, reduction).to(result_dtype(pred, target))
 
 
 def mae(pred, target, mask=None, reduction: str = "mean") -> torch.Tensor:
     """Mean absolute error per image, in the images' units."""
     check_reduction(reduction)
-    pred, target = check_pair(pred, target)
+    out_dtype = result_dtype(pred, target)
+    pred, target, _ = check_pair64(pred, target)
     m = None if mask is None else check_mask(mask, pred)
-    return reduce(masked_mean((pred - target).abs(), m), reduction)
+    return reduce(masked_mean((pred - target).abs(), m), reduction).to(out_dtype)
 
 
 def uptake_mae(pred, target, mask=None, threshold: float = 0.0, reduction: str = "mean") -> torch.Tensor:
@@ -88,7 +93,8 @@ def uptake_mae(pred, target, mask=None, threshold: float = 0.0, reduction: str =
         InputError: when an image has no voxel in the region.
     """
     check_reduction(reduction)
-    pred, target = check_pair(pred, target)
+    out_dtype = result_dtype(pred, target)
+    pred, target, _ = check_pair64(pred, target)
     if mask is None:
         region = target > threshold
         if bool((region.reshape(region.shape[0], -1).sum(1) == 0).any()):
@@ -97,4 +103,4 @@ def uptake_mae(pred, target, mask=None, threshold: float = 0.0, reduction: str =
                 "region is empty (expected >= 1 voxel, or pass a mask)"
             )
         mask = region
-    return reduce(masked_mean((pred - target).abs(), check_mask(mask, pred)), reduction)
+    return reduce(masked_mean((pred - target).abs(), check_mask(mask, pred)), reduction).to(out_dtype)

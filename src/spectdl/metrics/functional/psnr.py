@@ -8,6 +8,8 @@
 * or the maximum of the prediction, ``peak="prediction"`` (e.g. the myocardial perfusion study).
 
 Maxima are taken per image, over ``mask`` when one is given. Identical images give ``+inf``.
+Statistics are computed in float64 (no overflow for huge counts, no float16 rounding); the result
+is float64 for float64 images and float32 otherwise.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from spectdl.errors import InputError
 from spectdl.metrics.functional._checks import (
     batch_values,
     check_mask,
-    check_pair,
+    check_pair64,
     check_reduction,
     masked_max,
     masked_mean,
     reduce,
+    result_dtype,
 )
 
 __all__ = ["psnr"]
@@ -31,8 +34,8 @@ PEAKS = ("reference", "prediction")
 
 
 def _psnr_update(pred, target, data_range, peak, mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image mean squared error and peak, both ``[B]``."""
-    pred, target = check_pair(pred, target)
+    """Per-image mean squared error and peak, both ``[B]`` float64 (see ``check_pair64``)."""
+    pred, target, _ = check_pair64(pred, target)
     m = None if mask is None else check_mask(mask, pred)
     mse = masked_mean((pred - target) ** 2, m)
     if data_range is not None:
@@ -69,6 +72,13 @@ def psnr(
         peak: ``"reference"`` (max of ``target``) or ``"prediction"`` (max of ``pred``).
         mask: optional region of interest (``[*spatial]``, ``[B, 1, *spatial]`` or image shape).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-image ``[B]``).
+
+    Returns:
+        Computed in float64; returned as float64 for float64 images, float32 otherwise
+        (float16/bfloat16/float32/integer images).
     """
     check_reduction(reduction)
-    return reduce(_psnr_compute(*_psnr_update(pred, target, data_range, peak, mask)), reduction)
+    out_dtype = result_dtype(pred, target)
+    values = _psnr_compute(*_psnr_update(pred, target, data_range, peak, mask))
+    return reduce(values, reduction).to(out_dtype)
+

@@ -23,10 +23,11 @@ from spectdl.errors import InputError
 from spectdl.metrics.functional._checks import (
     batch_values,
     check_mask,
-    check_pair,
+    check_pair64,
     check_positive,
     check_reduction,
     reduce,
+    result_dtype,
 )
 
 __all__ = ["ssim", "ssim_map"]
@@ -121,11 +122,12 @@ def ssim_map(
         k1, k2: stabilising constants.
 
     Returns:
-        ``[B, C, *spatial]``, differentiable with respect to both inputs.
+        ``[B, C, *spatial]``, differentiable with respect to both inputs; computed in float64,
+        returned as float64 for float64 images and float32 otherwise.
     """
-    pred, target = check_pair(pred, target)
+    pred, target, out_dtype = check_pair64(pred, target)
     _check_options(gaussian_sigma, win_size, k1, k2)
-    return _ssim_map(pred, target, data_range, gaussian_sigma, win_size, k1, k2)
+    return _ssim_map(pred, target, data_range, gaussian_sigma, win_size, k1, k2).to(out_dtype)
 
 
 def _crop(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -136,7 +138,8 @@ def _crop(x: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def _ssim_per_image(pred, target, data_range, mask, gaussian_sigma, win_size, k1, k2) -> torch.Tensor:
-    pred, target = check_pair(pred, target)
+    """Per-image mean SSIM ``[B]``, computed and returned in float64."""
+    pred, target, _ = check_pair64(pred, target)
     _check_options(gaussian_sigma, win_size, k1, k2)
     pad = (win_size - 1) // 2
     if any(s <= 2 * pad for s in pred.shape[2:]):
@@ -183,9 +186,11 @@ def ssim(
         reduction: ``"mean"`` (scalar over the batch), ``"sum"`` or ``"none"`` (``[B]``).
 
     Returns:
-        A scalar, or ``[B]`` for ``reduction="none"``; 1 for identical images.
+        A scalar, or ``[B]`` for ``reduction="none"``; 1 for identical images. Computed in
+        float64 (huge values, float16 input); float64 for float64 images, float32 otherwise.
     """
     check_reduction(reduction)
+    out_dtype = result_dtype(pred, target)
     values = _ssim_per_image(pred, target, data_range, mask, gaussian_sigma, win_size, k1, k2)
-    return reduce(values, reduction)
+    return reduce(values, reduction).to(out_dtype)
 
