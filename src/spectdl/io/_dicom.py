@@ -6,6 +6,7 @@ Every failure becomes an :class:`~spectdl.errors.InputError` that names the file
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,62 @@ def parse_dt(value: str | None) -> _dt.datetime | None:
     except ValueError:
         return None
     return out + _dt.timedelta(seconds=frac)
+
+
+def ds_text(x: float) -> str:
+    """``x`` as Decimal String text of at most 16 characters, as precise as that allows.
+
+    Uses :func:`pydicom.valuerep.format_number_as_ds` when the installed pydicom has it; otherwise the
+    shortest of ``%.{p}g`` (p = 16 … 1) that fits. A negative zero is written ``0``.
+    """
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"DS value must be finite, found {x!r}")
+    if x == 0:
+        return "0"
+    try:
+        from pydicom.valuerep import format_number_as_ds
+    except ImportError:  # older pydicom
+        format_number_as_ds = None
+    if format_number_as_ds is not None:
+        text = format_number_as_ds(x)
+        if len(text) <= 16:
+            return text
+    for p in range(16, 0, -1):
+        text = f"{x:.{p}g}"
+        if len(text) <= 16:
+            return text
+    raise ValueError(f"cannot write {x!r} as a 16-character DS")  # pragma: no cover
+
+
+# Radiopharmaceutical item attributes carried from a source NM/PT series (PS3.3 C.8.9.2, C.8.4.10)
+RADIOPHARMACEUTICAL_KEYWORDS = (
+    "Radiopharmaceutical",
+    "RadiopharmaceuticalCodeSequence",
+    "RadionuclideCodeSequence",
+    "RadiopharmaceuticalRoute",
+    "AdministrationRouteCodeSequence",
+    "RadiopharmaceuticalVolume",
+    "RadiopharmaceuticalStartTime",
+    "RadiopharmaceuticalStartDateTime",
+    "RadiopharmaceuticalStopTime",
+    "RadiopharmaceuticalStopDateTime",
+    "RadionuclideTotalDose",
+    "RadionuclideHalfLife",
+    "RadionuclidePositronFraction",
+    "RadiopharmaceuticalSpecificActivity",
+)
+
+
+def radiopharmaceutical_items(ds) -> list:
+    """Copies of the Radiopharmaceutical Information items of ``ds`` limited to the keywords above."""
+    from pydicom.dataset import Dataset
+
+    out = []
+    for item in ds.get("RadiopharmaceuticalInformationSequence") or []:
+        new = Dataset()
+        for kw in RADIOPHARMACEUTICAL_KEYWORDS:
+            if kw in item:
+                new[kw] = copy.deepcopy(item[kw])
+        out.append(new)
+    return out

@@ -12,10 +12,17 @@ Weasis, SimpleITK/GDCM) open it and fuse it with the CT:
   are (``CNTS`` by default, ``BQML`` for calibrated images).
 
 New Series and SOP Instance UIDs; patient and study identity and the Frame of Reference copied from
-the reference (never its private tags); Image Type ``DERIVED\\SECONDARY``; Derivation Description
+the reference (never its private tags); Image Type ``DERIVED\\PRIMARY`` for PT (the PET Image IOD
+requires PRIMARY) and ``DERIVED\\SECONDARY\\AXIAL`` for CT; Derivation Description
 and Series Description set to ``description``. Float voxels are stored as 16-bit integers with a
 per-slice Rescale Slope and zero intercept, chosen from the slice's largest magnitude, so nothing
 is clipped and the round-trip error is at most slope/2.
+
+Every Decimal String is written with at most 16 characters. Series Date/Time come from the
+reference (else its study date/time, else the time of writing); type-2 attributes the reference
+lacks are written empty. From an NM/PT reference, the Radiopharmaceutical Information (radionuclide,
+total dose, start time, half life), Patient's Weight, Acquisition Date/Time and a top-level Actual
+Frame Duration are carried over, so that SUV can be computed by other software.
 
 Writes are atomic (temporary file, then rename). An existing output file is replaced only with
 ``overwrite=True``; a folder holding the reference's own files is never written to.
@@ -25,10 +32,11 @@ De-identification (``deidentify=True``)
 Replaced: Patient's Name → ``ANONYMOUS``, Patient ID → ``ANON``, Study Instance UID and Frame of
 Reference UID → new UIDs derived deterministically from the originals (so several de-identified
 series of one study still share a study and a frame of reference).
-Removed: Patient's Birth Date, Other Patient IDs, Other Patient Names, Patient Comments, Accession
+Removed (written empty where the IOD makes them type 2, PS3.15 action Z): Patient's Birth Date, Other Patient IDs, Other Patient Names, Patient Comments, Accession
 Number, Study ID, Study Description, Referring Physician's Name, Institution Name and Address,
 Station Name, Operators' Name, Performing Physician's Name, Name of Physician(s) Reading Study,
-Device Serial Number, and every Study/Series/Acquisition Date and Time.
+Device Serial Number, every Study/Acquisition Date and Time, and the radiopharmaceutical start and
+stop date-times. Series Date/Time (type 1 for PT) are set to the time of writing.
 Kept (DICOM PS3.15 "Retain Patient Characteristics" option): Patient's Sex, Age, Weight, Size.
 Added: Patient Identity Removed = YES and a De-identification Method naming this list.
 """
@@ -106,6 +114,36 @@ def _scale_slice(s: np.ndarray) -> tuple[np.ndarray, str, bool]:
     # the 10-digit text can be a hair below the exact slope: keep the extreme code in range
     q = np.clip(np.rint(s / slope), -top - 1 if signed else 0.0, top)
     return (q.astype(np.int16) if signed else q.astype(np.uint16)), slope_text, signed
+
+
+# type 2 attributes (present, possibly empty) of the Patient, General Study, General Series and
+# Frame of Reference modules that the reference may lack
+_TYPE2_EMPTY = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
+                "StudyID", "AccessionNumber", "PositionReferenceIndicator")
+
+
+def _source_dataset(files):
+    """The header of the first readable reference file, or None."""
+    pd = dcm.pydicom()
+    for f in files:
+        try:
+            return pd.dcmread(str(f), stop_before_pixels=True)
+        except Exception:
+            continue
+    return None
+
+
+def _frame_duration_ms(src) -> int | None:
+    """Actual Frame Duration (ms) of a PT/NM source that has one at the top level, or None.
+
+    The per-view duration of an NM TOMO rotation is not a frame duration of the reconstruction,
+    so it is not carried over (the attribute is then written empty, as type 2 allows).
+    """
+    v = src.get("ActualFrameDuration") if src is not None else None
+    try:
+        return int(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _deid_uid(uid: str) -> str:
@@ -208,6 +246,32 @@ def write_dicom_series(
     sop_class = CT_IMAGE_STORAGE if mod == "CT" else PET_IMAGE_STORAGE
     normal = axes[:, 2]
 
+    src = _source_dataset(ref_files)
+    src_get = (lambda kw: str(src.get(kw, "") or "")) if src is not None else (lambda kw: "")
+    if deidentify:
+        series_date, series_time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+        acq_date = acq_time = ""
+    else:
+        series_date = src_get("SeriesDate") or ident.get("StudyDate") or now.strftime("%Y%m%d")
+        series_time = src_get("SeriesTime") or ident.get("StudyTime") or now.strftime("%H%M%S")
+        acq_date, acq_time = src_get("AcquisitionDate"), src_get("AcquisitionTime")
+    frame_ms = _frame_duration_ms(src)
+    radiopharm = dcm.radiopharmaceutical_items(src) if src is not None else []
+    if deidentify:
+        for item in radiopharm:
+            for kw in ("RadiopharmaceuticalStartDateTime", "RadiopharmaceuticalStopDateTime"):
+                if kw in item:
+                    delattr(item, kw)
+    ident["SeriesDate"], ident["SeriesTime"] = series_date, series_time
+    for kw in _TYPE2_EMPTY:
+        ident.setdefault(kw, "")
+    for kw in ("PatientWeight", "PatientSize"):
+        if isinstance(ident.get(kw), (int, float)) and not isinstance(ident.get(kw), bool):
+            ident[kw] = dcm.ds_text(ident[kw])
+
+    def _ds(v):
+        return dcm.ds_text(v)
+
     written = []
     for k in range(n_slices):
         ds = Dataset()
@@ -215,10 +279,12 @@ def write_dicom_series(
             if kw in ("Manufacturer", "ManufacturerModelName"):
                 continue
             setattr(ds, kw, v)
+        ds.Laterality = ""
         ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = generate_uid()
         ds.Modality = mod
-        ds.ImageType = ["DERIVED", "SECONDARY"] + (["AXIAL"] if mod == "CT" else [])
+        # PT (C.8.9.4.1.1): value 2 shall be PRIMARY; CT (C.8.2.1.1.1): value 3 AXIAL
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"] if mod == "CT" else ["DERIVED", "PRIMARY"]
         ds.DerivationDescription = description[:1024]
         ds.SeriesDescription = description[:64]
         ds.SeriesInstanceUID = series_uid
@@ -230,12 +296,13 @@ def write_dicom_series(
         if deidentify:
             ds.PatientIdentityRemoved = "YES"
             ds.DeidentificationMethod = DEIDENTIFY_METHOD
-        ds.ImagePositionPatient = [float(v) for v in (A[:3, 3] + A[:3, 2] * k)]
-        ds.ImageOrientationPatient = [float(v) for v in np.r_[axes[:, 0], axes[:, 1]]]
-        ds.PixelSpacing = [float(sp[1]), float(sp[0])]  # between rows (along Y), between columns (along X)
-        ds.SliceThickness = float(sp[2])
-        ds.SpacingBetweenSlices = float(sp[2])
-        ds.SliceLocation = float((A[:3, 3] + A[:3, 2] * k) @ normal)
+        # every DS as at most 16 characters (PS3.5 6.2), as precise as that allows
+        ds.ImagePositionPatient = [_ds(v) for v in (A[:3, 3] + A[:3, 2] * k)]
+        ds.ImageOrientationPatient = [_ds(v) for v in np.r_[axes[:, 0], axes[:, 1]]]
+        ds.PixelSpacing = [_ds(sp[1]), _ds(sp[0])]  # between rows (along Y), between columns (along X)
+        ds.SliceThickness = _ds(sp[2])
+        ds.SpacingBetweenSlices = _ds(sp[2])
+        ds.SliceLocation = _ds((A[:3, 3] + A[:3, 2] * k) @ normal)
         pix, slope, signed = _scale_slice(arr[:, :, k].T.astype(np.float64))
         ds.Rows, ds.Columns = pix.shape
         ds.SamplesPerPixel = 1
@@ -249,6 +316,9 @@ def write_dicom_series(
         if mod == "CT":
             ds.RescaleType = "HU"
             ds.KVP = ""
+            ds.AcquisitionNumber = ""
+            if "PatientPosition" not in ds:  # type 2C, required for CT
+                ds.PatientPosition = ""
         else:
             ds.Units = (units or "CNTS").upper()
             ds.CountsSource = "EMISSION"
@@ -257,8 +327,14 @@ def write_dicom_series(
             ds.DecayCorrection = "NONE"
             ds.NumberOfSlices = n_slices
             ds.ImageIndex = k + 1
-            ds.FrameReferenceTime = 0
-            ds.RadiopharmaceuticalInformationSequence = []
+            ds.FrameReferenceTime = "0"
+            ds.CollimatorType = ""  # type 2; the PT enumerated values (NONE, RING) do not fit SPECT
+            ds.RadiopharmaceuticalInformationSequence = [dcm.copy.deepcopy(it) for it in radiopharm]
+            ds.PatientOrientationCodeSequence = []
+            ds.PatientGantryRelationshipCodeSequence = []
+            ds.AcquisitionDate = acq_date
+            ds.AcquisitionTime = acq_time
+            ds.ActualFrameDuration = frame_ms if frame_ms is not None else ""
         ds.PixelData = pix.tobytes()
         ds["PixelData"].VR = "OW"
 
