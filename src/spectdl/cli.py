@@ -80,26 +80,9 @@ def _check_device(device: str) -> None:
 
 def _out_folder(out: Path) -> None:
     """``-o`` must be a folder or not exist yet."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"-o: {out} exists and is not a folder; expected a folder (or a new name) for the outputs")
+    from spectdl.io.atomic import check_output_folder
 
-
-def _manifest_inputs(path: Path) -> list[Path]:
-    """A data manifest and what it reads: a case manifest's listed files, a simulation's shards."""
-    found = [path]
-    try:
-        if path.is_dir() or path.suffix == ".json":
-            folder = path if path.is_dir() else path.parent
-            found += sorted(folder.glob("*.h5"))
-            if path.is_dir():
-                found.append(path / "manifest.json")
-        elif path.is_file():
-            from spectdl.data import load_manifest
-
-            found += [Path(v) for case in load_manifest(path).cases for v in case.paths.values()]
-    except SpectdlError:  # an unreadable manifest is reported, with its reasons, when it is read
-        pass
-    return found
+    check_output_folder(out, expected="a folder (or a new name) for the outputs")
 
 
 @study_app.command("run")
@@ -267,11 +250,12 @@ def train(
     The ``train`` split of DATA trains and the ``val`` split validates. Several GPUs: set
     ``trainer: {devices: 4, strategy: ddp}`` or run under ``torchrun``/SLURM (see the README).
     """
+    from spectdl.data import manifest_inputs
     from spectdl.io.atomic import check_outputs
     from spectdl.training import fit, load_config
 
     _out_folder(out)
-    check_outputs([out, out / "config.yaml", out / "checkpoints", out / "logs"], [config, *_manifest_inputs(data)])
+    check_outputs([out, out / "config.yaml", out / "checkpoints", out / "logs"], [config, *manifest_inputs(data)])
     cfg = load_config(config)
     train_data = _dataset(data, "train", inputs, targets, normalize)
     val_data = _dataset(data, "val", inputs, targets, normalize)
@@ -305,13 +289,13 @@ def evaluate(
     """
     from rich.table import Table
 
-    from spectdl.studies.evaluate import METRICS, evaluate_manifest
-
+    from spectdl.data import manifest_inputs
     from spectdl.io.atomic import check_outputs
+    from spectdl.studies.evaluate import METRICS, evaluate_manifest
 
     _out_folder(out)
     check_outputs([out, out / "metrics.csv", out / "summary.json"],
-                  [*_manifest_inputs(manifest), predictions])
+                  [*manifest_inputs(manifest), predictions])
     res = evaluate_manifest(manifest, predictions, out, baseline=baseline, split=split, overwrite=overwrite)
     t = Table(title=f"{res.summary['n_cases']} cases ({split})")
     t.add_column("metric")

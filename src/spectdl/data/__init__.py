@@ -13,7 +13,15 @@ h5py and PyYAML (the ``train`` extra) and nibabel (the ``dicom`` extra) are impo
 """
 
 from spectdl.data.config import SimulationConfig, load_simulation_config
-from spectdl.data.manifest import Case, Manifest, image_shape, load_manifest, read_case_image, validate_manifest
+from spectdl.data.manifest import (
+    Case,
+    Manifest,
+    image_shape,
+    load_manifest,
+    manifest_inputs,
+    read_case_image,
+    validate_manifest,
+)
 from spectdl.data.real import ManifestDataset
 from spectdl.data.seeding import generator_for, mix_seed
 from spectdl.data.shards import ShardWriteError
@@ -34,6 +42,7 @@ __all__ = [
     "load_manifest",
     "load_manifest_json",
     "load_simulation_config",
+    "manifest_inputs",
     "mix_seed",
     "read_case_image",
     "read_sample",

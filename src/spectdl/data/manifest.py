@@ -308,3 +308,23 @@ def validate_manifest(manifest: Manifest | str | Path, check_shapes: bool = True
     if check_shapes:
         manifest._shapes.update(shapes)
     return shapes
+
+
+def manifest_inputs(path: str | Path) -> list[Path]:
+    """A data manifest and the paths it reads, the inputs an output must never overwrite: a case
+    manifest (CSV/YAML) and every file or folder its cases list, or a simulation (its folder or
+    ``manifest.json``) and its shards. A manifest that cannot be read gives only its own path (its
+    reader reports the reasons when it is read)."""
+    path = Path(path)
+    found = [path]
+    try:
+        if path.is_dir() or path.suffix == ".json":
+            folder = path if path.is_dir() else path.parent
+            found += sorted(folder.glob("*.h5"))
+            if path.is_dir():
+                found.append(path / "manifest.json")
+        elif path.is_file():
+            found += [Path(v) for case in load_manifest(path).cases for v in case.paths.values()]
+    except (SpectdlError, OSError, ValueError):
+        pass
+    return found

@@ -460,13 +460,10 @@ def _reconstruct_shard(config: SimulationConfig, out_dir: Path, shard: int, sour
     attrs = dict(shard=shard, first_index=first, n_samples=count, phantom=config.phantom, seed=config.seed)
     with single_thread(), torch.no_grad(), open_shard(source_dir / shard_name(shard)) as src, \
             ShardWriter(path, count, config.compression, attrs) as writer:
-        keys = [k for k in _h5_keys(src)]
-        grid = config.voxel_grid()
+        keys = _h5_keys(src)
+        proj = _projector(config, _grid_of(config), device)
         for row, n in batch_layout(config, count):
             block = {k: np.asarray(src[k][row:row + n]) for k in keys}
-            if grid is None:
-                grid = _render(config, 1, 0, torch.device("cpu")).grid
-            proj = _projector(config, grid, device)
             mu = torch.from_numpy(block["mu_per_cm"]).to(device) if config.attenuation else None
             proj.set_mu_map(mu)
             scales = torch.from_numpy(block["scale"]).to(torch.float64)
@@ -479,6 +476,11 @@ def _reconstruct_shard(config: SimulationConfig, out_dir: Path, shard: int, sour
                 on_batch(n)
         sha = writer.commit()
     return dict(file=path.name, first=first, count=count, sha256=sha, bytes=path.stat().st_size), None
+
+
+def _grid_of(config: SimulationConfig):
+    """The config's grid, or the phantom's default grid when the config gives none."""
+    return config.voxel_grid() or _render(config, 1, 0, torch.device("cpu")).grid
 
 
 def _h5_keys(f) -> list[str]:
@@ -688,7 +690,6 @@ def simulation_projector(source: str | Path, mu_per_cm: torch.Tensor | None = No
     (``[B, 1, *grid]``; ``None``: no attenuation). For forward projecting images of its samples."""
     manifest = load_manifest_json(source)
     cfg = SimulationConfig.from_dict(manifest["config"])
-    grid = cfg.voxel_grid() or _render(cfg, 1, 0, torch.device("cpu")).grid
-    proj = _projector(cfg, grid, torch.device(device))
+    proj = _projector(cfg, _grid_of(cfg), torch.device(device))
     proj.set_mu_map(mu_per_cm if cfg.attenuation else None)
     return proj

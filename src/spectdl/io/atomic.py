@@ -24,7 +24,7 @@ from typing import Callable
 
 from spectdl.errors import InputError
 
-__all__ = ["AtomicFile", "atomic_write", "check_outputs", "file_sha256"]
+__all__ = ["AtomicFile", "atomic_write", "check_output_folder", "check_outputs", "file_sha256"]
 
 
 def _umask() -> int:
@@ -168,6 +168,12 @@ def check_outputs(outputs, inputs, *, option: str = "-o") -> None:
             if o == r or r in o.parents:
                 raise InputError(f"{option}: {out} is, or lies inside, the input {p}; refusing to write over an "
                                  "input (choose an output outside the inputs)")
+
+
+def check_output_folder(out: str | Path, *, option: str = "-o", expected: str = "a folder for the outputs") -> None:
+    """An output folder must be a folder or not exist yet (InputError naming ``option``)."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"{option}: {out} exists and is not a folder; expected {expected}")
 
 
 def file_sha256(path: str | Path) -> str:

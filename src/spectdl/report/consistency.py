@@ -17,19 +17,14 @@ from typing import Any
 import numpy as np
 
 from spectdl.errors import InputError
-from spectdl.report.png import _figure, _to_numpy, save_png
+from spectdl.report.png import _figure, _squeezed, _to_numpy, save_png
 
 __all__ = ["residual_per_view_figure"]
 
 
 def _view_values(values: Any, arg: str, n_views: int | None) -> np.ndarray:
     """A 1-D float array (``[n_views]`` or ``[1, n_views]``); NaN is allowed (a view without counts)."""
-    try:
-        arr = _to_numpy(values)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{arg}: could not be read as a 1-D array of per-view values ({exc})") from exc
-    while arr.ndim > 1 and arr.shape[0] == 1:
-        arr = arr[0]
+    arr = _squeezed(values, arg, 1, "a 1-D array of per-view values")
     if arr.ndim != 1:
         raise InputError(
             f"{arg}: expected one value per view, shape [n_views] or [1, n_views]; found {arr.shape}"

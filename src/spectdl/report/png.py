@@ -39,14 +39,21 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _image(x: Any, arg: str) -> np.ndarray:
-    """A finite 2-D float array; leading singleton axes (``[1, 1, X, Y]``) are dropped."""
+def _squeezed(x: Any, arg: str, ndim: int, what: str) -> np.ndarray:
+    """``x`` as a float64 array with leading singleton axes dropped down to ``ndim`` axes; an
+    argument that is not array-like is an InputError saying it is not ``what``."""
     try:
         arr = _to_numpy(x)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{arg}: could not be read as a 2-D image ({exc})") from exc
-    while arr.ndim > 2 and arr.shape[0] == 1:
+        raise InputError(f"{arg}: could not be read as {what} ({exc})") from exc
+    while arr.ndim > ndim and arr.shape[0] == 1:
         arr = arr[0]
+    return arr
+
+
+def _image(x: Any, arg: str) -> np.ndarray:
+    """A finite 2-D float array; leading singleton axes (``[1, 1, X, Y]``) are dropped."""
+    arr = _squeezed(x, arg, 2, "a 2-D image")
     if arr.ndim != 2:
         raise InputError(f"{arg}: expected a 2-D image (or [1, 1, X, Y]), found shape {arr.shape}")
     if arr.size == 0:

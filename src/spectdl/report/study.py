@@ -21,7 +21,7 @@ from spectdl.errors import InputError
 from spectdl.io.atomic import atomic_write
 from spectdl.report.figures import image_grid
 from spectdl.report.plots import metric_boxplot
-from spectdl.report.png import save_png
+from spectdl.report.png import _figure, save_png
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}
@@ -140,11 +140,6 @@ def _means_table(df) -> str:
 def _regional(df, fig_dir: Path) -> list[tuple[str, Path]]:
     """Line plots of metrics measured per named region (e.g. per NEMA sphere: SUVmax and SUVmean),
     mean over cases, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if "region" not in df.columns:
         return []
     out = []
@@ -154,14 +149,14 @@ def _regional(df, fig_dir: Path) -> list[tuple[str, Path]]:
         if g.empty:
             continue
         g = g.assign(size=g["region"].str[6:].astype(float))
-        fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=100)
+        fig = _figure(6.5, 3.6, 100)
+        ax = fig.subplots()
         for method, h in g.groupby("method"):
             m = h.groupby("size")["value"].mean()
             ax.plot(m.index, m.values, "o-" if method not in ("truth", "reference") else "s--", label=method)
         ax.set_xlabel("sphere diameter (mm)")
         ax.set_ylabel(metric.replace("_", " "))
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
         out.append((f"{metric.replace('_', ' ').upper()} per sphere (mean over phantoms)",
                     save_png(fig, fig_dir / f"spheres_{metric}.png", overwrite=True)))
     return out
@@ -183,17 +178,14 @@ def _consistency(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
 
 
 def _training(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     curves = {m: info.get("history") for m, info in (summary.get("training") or {}).items() if info.get("history")}
     curves = {m: pd.read_csv(p) for m, p in curves.items() if Path(p).is_file()}
     if not curves:
         return []
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    fig = _figure(7, 3.6, 100)
+    ax = fig.subplots()
     for m, h in curves.items():
         for col, style in (("train_loss", "-"), ("val_loss", "--")):
             if col in h.columns:
@@ -202,7 +194,6 @@ def _training(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
     return [("Training and validation loss per epoch", save_png(fig, fig_dir / "training.png", overwrite=True))]
 
 

@@ -16,6 +16,7 @@ Inputs and targets are divided by their own means; CT enters as (HU + 1000)/1000
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -24,7 +25,7 @@ from spectdl.errors import ConfigError
 from spectdl.studies import stages
 from spectdl.studies.config import StudyConfig, deep_merge
 from spectdl.studies.registry import register_study
-from spectdl.studies.results import Claim, PaperValue, metrics_frame, write_results
+from spectdl.studies.results import Claim, PaperValue, write_results
 from spectdl.typed_config import Section
 
 #: Study channel name -> stored simulation key (simulated data) and manifest column (real data).
@@ -160,6 +161,13 @@ def check_data(cfg: BoneSpectConfig) -> None:
 def _datasets(cfg: BoneSpectConfig, recon: Optional[dict[str, str]]):
     from spectdl.data import ManifestDataset, SimulatedDataset, transforms as T
 
+    @functools.cache
+    def lesion_labels() -> tuple[int, ...]:
+        # The label table of the simulated phantom, read once per run and only when a method trains.
+        from spectdl.data.simulation import sample_phantom
+
+        return tuple(v for k, v in sample_phantom(recon["torso"], 0).label_names.items() if k.startswith("lesion"))
+
     def make(method: str):
         m = cfg.methods[method]
         tc = cfg.train_config(method)
@@ -171,11 +179,7 @@ def _datasets(cfg: BoneSpectConfig, recon: Optional[dict[str, str]]):
             return tuple(ManifestDataset(cfg.data, split, mode="slices", input_columns=cols, seed=cfg.seed,
                                          columns=("lesion_mask",), normalization=norm,
                                          transform=T.Compose(extra[split])) for split in ("train", "val"))
-        from spectdl.data.simulation import sample_phantom
-
-        labels = sample_phantom(recon["torso"], 0).label_names
-        lesion = [v for k, v in labels.items() if k.startswith("lesion")]
-        aug = [T.MaskFromLabels(lesion), T.NormalizeChannels(norm), T.RandomAxialSlice()]
+        aug = [T.MaskFromLabels(lesion_labels()), T.NormalizeChannels(norm), T.RandomAxialSlice()]
         out = []
         for split, extra in (("train", [T.RandomCrop((size, size)), T.RandomFlip(axes=(0,))]),
                              ("val", [T.CentreCrop((size, size))])):
@@ -205,7 +209,7 @@ def run(run, cfg: BoneSpectConfig) -> None:
     rows, extra = run.stage("evaluate", _evaluate, cfg, preds, tests, recon)
     pairs = [{"metric": m, "method": "u2net", "others": ["input", *cfg.methods], "where": w}
              for m in ("psnr", "ssim") for w in (_T, _N)]
-    write_results(run.dir, metrics_frame(rows), study="bone-spect", paper=PAPER, claims=CLAIMS,
+    write_results(run.dir, rows, study="bone-spect", paper=PAPER, claims=CLAIMS,
                   extra={**extra, "training": ckpts, "paired_tests": pairs})
 
 
@@ -278,4 +282,5 @@ register_study(
     summary="Fast bone SPECT at 1/7 of the scan time: lesion-attention U²-Net (SPECT+CT) vs EDSR, RCAN, ESRGAN; "
             "PSNR/SSIM, NEMA sphere SUVs, distinguishable spheres, CHO detectability, data consistency",
     paper="Fast bone SPECT with a lesion-attention U²-Net, Tc-99m MDP, Siemens Intevo (1/7 scan time)",
+    check_data=check_data,
 )

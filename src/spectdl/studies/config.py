@@ -113,11 +113,11 @@ def resolve_config(config_class: type, study_file: Path, *, scale: str = "smoke"
             raise ConfigError(f"{config_file}: the file is empty; expected a mapping of the keys to change")
         if not isinstance(user, Mapping):
             raise ConfigError(f"{config_file}: expected a mapping of keys at the top level, found {type(user).__name__}")
+        raw = deep_merge(raw, user)
         try:
-            config_class.from_dict(deep_merge(raw, user))
+            config_class.from_dict(raw)
         except ConfigError as exc:
             raise ConfigError(f"{config_file}: {exc}") from None
-        raw = deep_merge(raw, user)
     raw = apply_overrides(config_class, raw, list(overrides))
     raw = deep_merge(raw, {"scale": scale, **{k: v for k, v in fields.items() if v is not None}})
     try:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectdl.data import load_manifest, read_case_image
+from spectdl.data import load_manifest, manifest_inputs, read_case_image
 from spectdl.errors import InputError
 from spectdl.metrics.scoring import score_cases
 from spectdl.stats.paired import wilcoxon_test
@@ -70,19 +70,17 @@ def evaluate_manifest(
     """
     import pandas as pd
 
-    from spectdl.io.atomic import check_outputs
+    from spectdl.io.atomic import check_output_folder, check_outputs
 
     out = Path(out_dir)
     outputs = [out / "metrics.csv", out / "summary.json"]
-    if out.exists() and not out.is_dir():
-        raise InputError(f"out_dir: {out} exists and is not a folder; expected a folder for metrics.csv and summary.json")
+    check_output_folder(out, option="out_dir", expected="a folder for metrics.csv and summary.json")
     existing = [p.name for p in outputs if p.exists()]
     if existing and not overwrite:
         raise InputError(f"out_dir: {out} already holds {', '.join(existing)}; pass overwrite=True (--overwrite) "
                          "to replace them, or choose another folder")
     manifest = load_manifest(manifest_path)
-    check_outputs([out, *outputs], [Path(manifest_path), Path(predictions),
-                                    *(Path(v) for c in manifest.cases for v in c.paths.values())], option="out_dir")
+    check_outputs([out, *outputs], [*manifest_inputs(manifest_path), Path(predictions)], option="out_dir")
     cases = manifest.split(split)
     if not cases:
         raise InputError(f"{manifest.path}: no case in split {split!r}")

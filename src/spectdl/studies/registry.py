@@ -31,6 +31,8 @@ class Study:
         run: ``run(run: Run, config) -> None``; chains library calls through ``run.stage``.
         summary: one line on what it reproduces (``spectdl study list``).
         paper: the reference of the paper.
+        check_data: ``check_data(config)``, run before any folder is made when ``--data`` is given:
+            raises an InputError when the user's manifest lacks what the study reads.
     """
 
     name: str
@@ -38,12 +40,14 @@ class Study:
     run: Callable
     summary: str
     paper: str = ""
+    check_data: Callable | None = None
 
 
 _STUDIES: dict[str, Study] = {}
 
 
-def register_study(name: str, config_class: type, run: Callable, *, summary: str, paper: str = "") -> Study:
+def register_study(name: str, config_class: type, run: Callable, *, summary: str, paper: str = "",
+                   check_data: Callable | None = None) -> Study:
     """Register a study under ``name``; a name used twice by different code is an error."""
     from spectdl.studies.config import StudyConfig
 
@@ -51,7 +55,7 @@ def register_study(name: str, config_class: type, run: Callable, *, summary: str
         raise ConfigError(f"register_study: name {name!r}; expected a non-empty lower-case name without spaces")
     if not (isinstance(config_class, type) and issubclass(config_class, StudyConfig)):
         raise ConfigError(f"register_study({name!r}): config_class must subclass StudyConfig, found {config_class!r}")
-    study = Study(name, config_class, run, summary, paper)
+    study = Study(name, config_class, run, summary, paper, check_data)
     old = _STUDIES.get(name)
     if old is not None and (old.run is not run or old.config_class is not config_class):
         if old.run.__module__ != run.__module__:

@@ -157,11 +157,12 @@ def paired_tests(df, metric: str, method: str, others: Sequence[str], where: Map
             for o in others if o in present and o != method]
 
 
-def write_results(run_dir: Path, df, *, study: str, paper: Sequence[PaperValue], claims: Sequence[Claim],
+def write_results(run_dir: Path, rows, *, study: str, paper: Sequence[PaperValue], claims: Sequence[Claim],
                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``metrics.csv``, ``paper.csv`` and ``summary.json``; returns the summary."""
+    """Write ``metrics.csv`` (from metric rows or a DataFrame, checked by :func:`metrics_frame`),
+    ``paper.csv`` and ``summary.json``; returns the summary."""
     run_dir = Path(run_dir)
-    write_metrics(run_dir, df)
+    write_metrics(run_dir, rows)
     df = read_metrics(run_dir)  # claims and paper values come from the saved file, as a reader would get them
     table = paper_table(df, paper)
     write_text(run_dir / "paper.csv", table.to_csv(index=False))

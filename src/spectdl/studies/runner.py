@@ -182,22 +182,11 @@ def latest_run(root: Path) -> Path | None:
 def _check_out(out: Path, inputs: Sequence[Path]) -> None:
     """``out`` must be a folder (or not exist) and may not be, or lie inside, any input: a manifest
     file, or a file or folder one of its cases reads."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"-o: {out} exists and is not a folder; expected a folder for the results")
-    o = out.resolve()
-    paths: list[Path] = []
-    for p in inputs:
-        paths.append(Path(p))
-        if Path(p).is_file() and Path(p).suffix.lower() in (".csv", ".yaml", ".yml"):
-            try:
-                from spectdl.data import load_manifest
+    from spectdl.data import manifest_inputs
+    from spectdl.io.atomic import check_output_folder, check_outputs
 
-                paths.extend(Path(v) for case in load_manifest(p).cases for v in case.paths.values())
-            except Exception:  # an unreadable manifest is reported, with its reasons, by the study's check
-                pass
-    from spectdl.io.atomic import check_outputs
-
-    check_outputs([o], paths)
+    check_output_folder(out, expected="a folder for the results")
+    check_outputs([out.resolve()], [p for i in inputs for p in manifest_inputs(i)])
 
 
 def run_study(name: str, *, scale: str = "smoke", config_file: str | Path | None = None,
@@ -221,9 +210,8 @@ def run_study(name: str, *, scale: str = "smoke", config_file: str | Path | None
                          device=device, seed=seed, data=None if data_path is None else str(data_path))
     root = Path(out) / name
     _check_out(Path(out), [data_path] if data_path is not None else [])
-    check = getattr(__import__(study.run.__module__, fromlist=["check_data"]), "check_data", None)
-    if cfg.data is not None and check is not None:
-        check(cfg)
+    if cfg.data is not None and study.check_data is not None:
+        study.check_data(cfg)
     run_dir = latest_run(root) if resume else None
     resumed = run_dir is not None
     if run_dir is not None:

@@ -344,10 +344,10 @@ def consistency_rows(images: Mapping[str, Mapping[str, torch.Tensor]], projectio
     for case in next(iter(images.values())):
         proj = projector_for(case)
         for method, by_case in images.items():
-            x = by_case[case].reshape((1, 1) + tuple(proj.grid.shape)).double()
+            x = by_case[case].reshape((1, 1) + tuple(proj.grid.shape))
             for data_name, measured in projections.items():
-                y = measured[case].reshape((1, 1) + tuple(measured[case].shape[-3:])).double()
-                dc = data_consistency(x.float(), proj, y.float())
+                y = measured[case].reshape((1, 1) + tuple(measured[case].shape[-3:]))
+                dc = data_consistency(x, proj, y)
                 rows.append({"case": case, "method": method, "metric": "deviance", "value": float(dc.deviance_per_count[0]),
                              "data": data_name, **columns})
                 acc = per_view.setdefault(data_name, {}).setdefault(method, [])
