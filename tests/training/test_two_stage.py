@@ -71,3 +71,23 @@ def test_each_stage_changes_only_its_parts(tmp_path):
 def test_later_stage_needs_the_weights_of_the_stage_before(tmp_path):
     with pytest.raises(ConfigError, match="two_stage.stage: stage 2 starts from the weights of stage 1"):
         fit(two_stage_config(stage=2), SinogramDataset(), None, tmp_path)
+
+
+def test_one_spectnet_builder_and_legacy_checkpoint_keys():
+    from spectdl.models import build
+    from spectdl.models.spectnet import SPECTnet
+    from spectdl.training.networks import build_from_meta, spectnet_kwargs
+
+    cfg = load_config(two_stage_config())
+    kwargs = spectnet_kwargs(cfg.two_stage)
+    module = TwoStageAutoencoder(cfg)
+    direct = build("spectnet", **kwargs)
+    assert isinstance(module.net, SPECTnet)
+    n = sum(p.numel() for p in module.net.parameters())
+    assert n == sum(p.numel() for p in direct.parameters())
+    # A checkpoint written before the single builder named the channels input/image_channels.
+    legacy = {k: v for k, v in kwargs.items() if k not in ("in_channels", "out_channels")}
+    legacy.update(input_channels=2, image_channels=1)
+    rebuilt = build_from_meta({"task": "two_stage", "model": {"name": "spectnet", "kwargs": legacy}})
+    assert sum(p.numel() for p in rebuilt.parameters()) == n
+    assert (rebuilt.in_channels, rebuilt.out_channels) == (2, 1)

@@ -28,10 +28,11 @@ def build_model(config: ModelConfig, path: str = "model", **defaults: Any) -> nn
 
 
 def spectnet_kwargs(config: TwoStageConfig) -> dict[str, Any]:
-    """The arguments of :func:`build_spectnet` that a two-stage config implies."""
+    """The keyword arguments of the registered ``"spectnet"`` builder
+    (:meth:`spectdl.models.spectnet.SPECTnet.from_channels`) that a two-stage config implies."""
     return {
-        "input_channels": config.input_channels,
-        "image_channels": config.image_channels,
+        "in_channels": config.input_channels,
+        "out_channels": config.image_channels,
         "latent": config.latent,
         "mapper_features": list(config.mapper_features),
         "decoder_hidden": config.decoder_hidden,
@@ -39,29 +40,16 @@ def spectnet_kwargs(config: TwoStageConfig) -> dict[str, Any]:
     }
 
 
-def build_spectnet(
-    input_channels: int = 2,
-    image_channels: int = 1,
-    latent: int = 256,
-    mapper_features=(64, 64, 128, 128),
-    decoder_hidden: int = 2048,
-    decoder_features: int = 32,
-) -> nn.Module:
-    """``SPECTnet(mapper, decoder)`` with the given sizes (see :mod:`spectdl.models.spectnet`)."""
-    from spectdl.models.spectnet import SPECTnet, SPECTnetDecoder, SPECTnetEncoder
-
-    mapper = SPECTnetEncoder(input_channels, latent, features=tuple(mapper_features))
-    decoder = SPECTnetDecoder(latent, image_channels, hidden=decoder_hidden, features=decoder_features)
-    net = SPECTnet(mapper, decoder)
-    net.in_channels, net.out_channels = input_channels, image_channels
-    return net
+# Checkpoints written before the one SPECTnet builder named the channel counts this way.
+_LEGACY_SPECTNET_KEYS = {"input_channels": "in_channels", "image_channels": "out_channels"}
 
 
 def build_spectnet_encoder(config: TwoStageConfig) -> nn.Module:
     """The stage-1 image encoder: ``SPECTnetEncoder(image_channels, latent, features=encoder_features)``."""
-    from spectdl.models.spectnet import SPECTnetEncoder
+    from spectdl.models import build
 
-    return SPECTnetEncoder(config.image_channels, config.latent, features=tuple(config.encoder_features))
+    return build("spectnet_encoder", in_channels=config.image_channels, out_channels=config.latent,
+                 features=tuple(config.encoder_features))
 
 
 def build_from_meta(meta: Mapping[str, Any], where: str = "checkpoint") -> nn.Module:
@@ -73,10 +61,7 @@ def build_from_meta(meta: Mapping[str, Any], where: str = "checkpoint") -> nn.Mo
     except (KeyError, TypeError):
         raise InputError(f"{where}: metadata lacks task/model.name/model.kwargs; found keys {sorted(meta)}") from None
     if task == "two_stage":
-        try:
-            return build_spectnet(**kwargs)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{where}: model.kwargs {kwargs} do not build SPECTnet ({exc})") from None
+        kwargs = {_LEGACY_SPECTNET_KEYS.get(k, k): v for k, v in kwargs.items()}
     try:
         return build_model(ModelConfig(name, kwargs), path=f"{where}: model")
     except ConfigError as exc:

@@ -17,7 +17,7 @@ from spectdl.losses import DeepSupervision
 from spectdl.training._base import SpectdlModule, build_loss_from_config
 from spectdl.training.config import TrainConfig
 from spectdl.training.data import split_batch
-from spectdl.training.networks import build_spectnet, build_spectnet_encoder, spectnet_kwargs
+from spectdl.training.networks import build_spectnet_encoder, spectnet_kwargs
 from spectdl.training.optim import build_optimizer, build_scheduler
 
 STAGES = {
@@ -57,7 +57,9 @@ class TwoStageAutoencoder(SpectdlModule):
         if ts is None:
             raise ConfigError("two_stage: the two_stage task needs a two_stage section")
         self.encoder = build_spectnet_encoder(ts)
-        self.net = build_spectnet(**spectnet_kwargs(ts))
+        from spectdl.models import build
+
+        self.net = build("spectnet", **spectnet_kwargs(ts))
         self.loss = build_loss_from_config(config)
         if isinstance(self.loss, DeepSupervision):
             raise ConfigError("loss.deep_supervision: SPECTnet has no side outputs; expected null")
