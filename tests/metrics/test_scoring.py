@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from spectdl.errors import InputError
 from spectdl.metrics.scoring import (
@@ -39,8 +39,8 @@ def test_image_scores_match_skimage_and_numpy(shape, conv):
     pred, target = _pairs(shape)
     c = convention(conv)
     got = image_scores(torch.tensor(pred, dtype=torch.float32), torch.tensor(target, dtype=torch.float32),
-                       convention=conv)
-    assert list(got) == list(METRICS)
+                       metrics=METRICS + ("mse",), convention=conv)
+    assert list(got) == list(METRICS) + ["mse"]
     assert all(v.shape == (3,) and v.dtype == torch.float64 for v in got.values())
     # float32 inputs: the comparison is against float64 copies of the same float32 values.
     pred = pred.astype(np.float32).astype(np.float64)
@@ -54,6 +54,7 @@ def test_image_scores_match_skimage_and_numpy(shape, conv):
         assert float(got["rmse"][i]) == pytest.approx(np.sqrt(np.mean((p - t) ** 2)), abs=1e-6)
         assert float(got["mae"][i]) == pytest.approx(np.mean(np.abs(p - t)), abs=1e-6)
         assert float(got["nrmse"][i]) == pytest.approx(np.sqrt(np.mean((p - t) ** 2) / np.mean(t**2)), abs=1e-6)
+        assert float(got["mse"][i]) == pytest.approx(mean_squared_error(t, p), rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(24, 20), (12, 13, 14)])

@@ -5,14 +5,15 @@ import pytest
 import torch
 from scipy import ndimage
 
-from spectdl.errors import InputError
+from spectdl.errors import GeometryError, InputError
 from spectdl.geometry import VoxelGrid
 from spectdl.io.interfile import write_interfile
 from spectdl.materials import mu_per_cm
-from spectdl.phantoms import load_interfile, read_material_ranges
-from spectdl.phantoms.published import material_mu_per_cm
+from spectdl.phantoms import brain_perfusion_slice, load_interfile, read_material_ranges
+from spectdl.phantoms.published import SLICE_LABELS, material_mu_per_cm
 
 WATER = mu_per_cm("water", 140.0)
+BONE = mu_per_cm("bone", 140.0)
 
 
 def test_material_names_map_to_nist_attenuation():
@@ -150,3 +151,123 @@ def test_brain_perfusion_phantom(shared_data):
     centred = load_interfile(folder / "Brain_Perfusion_Source_120x120x120.h33",
                              folder / "Brain_Perfusion_Attn_72x90x77.h33", align="centre")
     assert int(((centred.activity > 0) != (centred.mu_per_cm > 0.01)).sum()) > 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# brain_perfusion_slice
+
+
+def _tiny_brain(folder):
+    """A 24×20×10 head at 2 mm: skull ring (10, material 1), grey 800 / white 200 (material 2), and a
+    'striatum' (1000) of 4 voxels on slice 3 and 9 voxels on slice 6, off centre so that the axis
+    order shows."""
+    folder.mkdir(exist_ok=True)
+    grid = VoxelGrid((24, 20, 10), 2.0)
+    act = torch.zeros(grid.shape)
+    att = torch.zeros(grid.shape)
+    act[2:22, 2:18, 1:9], att[2:22, 2:18, 1:9] = 10.0, 1.0
+    act[4:20, 4:16, 1:9], att[4:20, 4:16, 1:9] = 800.0, 2.0
+    act[4:12, 4:16, 1:9] = 200.0
+    act[8:11, 12:15, 6] = 1000.0
+    act[14:16, 5:7, 3] = 1000.0
+    write_interfile(folder / "Tiny_Source.h33", act, grid)
+    write_interfile(folder / "Tiny_Atn.h33", att, grid, number_format="unsigned integer")
+    (folder / "Attenuation_Tiny_Range.dat").write_text("3\n0 0 Air\n1 1 Skull\n2 2 Brain\n")
+    return act
+
+
+def test_brain_slice_of_a_synthetic_volume(tmp_path):
+    act = _tiny_brain(tmp_path / "tiny")
+    p = brain_perfusion_slice(tmp_path / "tiny", dtype=torch.float64)  # the folder: headers found by name
+    assert p.grid == VoxelGrid((128, 128), 2.0) and p.activity.shape == p.labels.shape == (1, 1, 128, 128)
+    assert p.label_names == SLICE_LABELS and p.info["slice_index"] == 6 and p.info["striatum_voxels"] == 9
+    assert p.info["striatum_voxels_per_slice"] == [0, 0, 0, 4, 0, 0, 9, 0, 0, 0]
+    a, lab, mu = p.activity[0, 0], p.labels[0, 0], p.mu_per_cm[0, 0]
+    # Centre pad: source [x, y] index (i, j) lands on (i + 52, j + 54), no interpolation.
+    expected = torch.zeros(128, 128, dtype=torch.int64)
+    src = act[:, :, 6]
+    tissue = torch.where(src == 10, 2, torch.where(src > 0, 1, 0))
+    expected[52:76, 54:74] = torch.where(src == 1000, 3, tissue)
+    assert torch.equal(lab, expected)
+    assert bool((a[lab == 3] == 6.0).all())
+    bg = a[lab == 1]
+    assert float(bg.mean()) == pytest.approx(1.0, abs=1e-12)
+    # One factor on the background: the published 800 : 200 contrast is kept.
+    scale = p.info["background_scale"]
+    assert sorted(torch.unique(bg).tolist()) == pytest.approx([200 * scale, 800 * scale], rel=1e-12)
+    assert bool((a[lab == 2] == 10 * scale).all())  # the skull gets the same factor
+    # Background mean: the 9 striatum voxels (x 8-10) are taken from the white half (x 4-11).
+    n_white, n_grey = 8 * 12 - 9, 8 * 12
+    assert scale == pytest.approx((n_white + n_grey) / (200 * n_white + 800 * n_grey), rel=1e-12)
+    torch.testing.assert_close(mu[lab == 1], torch.full_like(mu[lab == 1], WATER))
+    torch.testing.assert_close(mu[lab == 2], torch.full_like(mu[lab == 2], BONE))
+    assert float(mu[lab == 0].abs().max()) == 0 and float(a[lab == 0].abs().max()) == 0
+
+    q = brain_perfusion_slice(tmp_path / "tiny" / "Tiny_Source.h33", slice_index=3, ratio=4.0,
+                              background="uniform")
+    assert q.info["slice_index"] == 3 and q.info["background_scale"] is None
+    assert sorted(torch.unique(q.activity).tolist()) == [0.0, 1.0, 4.0]
+    assert torch.equal(q.activity[0, 0][q.labels[0, 0] == 3], torch.full((4,), 4.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(slice_index=0), InputError, "slice_index: slice 0 holds no striatum"),
+        (dict(slice_index=10), InputError, "slice_index"),
+        (dict(ratio=0.0), InputError, "ratio"),
+        (dict(background="flat"), InputError, "background"),
+        (dict(striatum_value=999.0), InputError, "striatum_value"),
+        (dict(grid=VoxelGrid((16, 128), 2.0)), GeometryError, "grid: the head spans"),
+        (dict(grid=VoxelGrid((8, 8, 8), 2.0)), GeometryError, "grid"),
+    ],
+)
+def test_brain_slice_bad_input(tmp_path, kwargs, error, match):
+    _tiny_brain(tmp_path / "tiny")
+    with pytest.raises(error, match=match):
+        brain_perfusion_slice(tmp_path / "tiny", **kwargs)
+
+
+@pytest.mark.shared
+def test_brain_perfusion_slice_through_the_striatum(shared_data):
+    folder = shared_data / "phantoms" / "Brain_Perfusion_phantom"
+    p = brain_perfusion_slice(folder / "Brain_Perfusion_Source_120x120x120.h33")
+    assert p.grid == VoxelGrid((128, 128), 2.0)
+    assert p.activity.shape == p.mu_per_cm.shape == p.labels.shape == (1, 1, 128, 128)
+    a, lab, mu = p.activity[0, 0].double(), p.labels[0, 0], p.mu_per_cm[0, 0].double()
+    assert set(torch.unique(lab).tolist()) == {0, 1, 2, 3}
+
+    # Independently of spectdl's reader: the raw uint16 file is (z, y, x) in C order; the striatum is
+    # its hottest value and the chosen slice has the most of it.
+    raw = np.fromfile(folder / "Brain_Perfusion_Source_120x120x120.i33", dtype="<u2").reshape(120, 120, 120)
+    striatum = raw == raw.max()
+    per_z = striatum.sum((1, 2))
+    k = int(np.argmax(per_z))
+    assert raw.max() == 1012 and p.info["striatum_value"] == 1012.0
+    assert p.info["slice_index"] == k == 60 and p.info["striatum_voxels"] == per_z.max() == 191
+    assert per_z[k] > per_z[:k].max() and per_z[k] > per_z[k + 1:].max()
+    # [x, y] orientation and the 4-pixel centre pad: label 3 is the raw slice's striatum, transposed.
+    assert np.array_equal((lab == 3).numpy()[4:124, 4:124], striatum[k].T)
+    assert int((lab > 0).sum()) == int((raw[k] > 0).sum())
+
+    # striatum : background = 6 : 1 (label means), the striatum uniform.
+    assert float(a[lab == 3].mean() / a[lab == 1].mean()) == pytest.approx(6.0, abs=1e-6)
+    assert float(a[lab == 3].min()) == float(a[lab == 3].max()) == pytest.approx(6.0, abs=1e-6)
+    # The background keeps the published contrasts: grey : white = 920 : 230.
+    grey = a[torch.from_numpy(np.ascontiguousarray(np.pad(raw[k].T, 4) == 920))]
+    white = a[torch.from_numpy(np.ascontiguousarray(np.pad(raw[k].T, 4) == 230))]
+    assert float(grey.mean() / white.mean()) == pytest.approx(4.0, rel=1e-6)
+    # Attenuation: water in the brain and scalp, bone in the skull, 0 outside, at 140 keV.
+    for region in (1, 3):
+        assert float((mu[lab == region] - 0.154).abs().max()) < 1e-3
+    torch.testing.assert_close(mu[lab == 2], torch.full_like(mu[lab == 2], BONE))
+    assert float(mu[lab == 0].abs().max()) == 0 and float(a[lab == 0].abs().max()) == 0
+    assert int((lab == 2).sum()) > 300  # a closed skull ring on this slice
+
+    # 208 keV (177Lu) and another ratio; a coarser grid resamples (ratio no longer exact there).
+    q = brain_perfusion_slice(folder, ratio=3.0, energy_kev=208.0, background="uniform")
+    water_208 = float(q.mu_per_cm[0, 0][q.labels[0, 0] == 1].mean())
+    assert water_208 == pytest.approx(mu_per_cm("water", 208.0), rel=1e-5)
+    assert sorted(torch.unique(q.activity).tolist()) == [0.0, 1.0, 3.0]
+    r = brain_perfusion_slice(folder, grid=VoxelGrid((64, 64), 4.0))
+    assert r.activity.shape == (1, 1, 64, 64) and set(torch.unique(r.labels).tolist()) == {0, 1, 2, 3}

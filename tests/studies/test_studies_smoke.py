@@ -43,7 +43,8 @@ def test_smoke_run_writes_the_results_contract(smoke_runs, name):
     df = pd.read_csv(run / "metrics.csv", dtype={"case": str})
     assert {"case", "method", "metric", "value"} <= set(df.columns)
     assert (df.method.str.lower() == df.method).all() and (df.metric.str.lower() == df.metric).all()
-    assert {"input"} <= set(df.method)
+    # The degraded input (enhancement studies) or the phantom (reconstruction studies) is scored beside the methods.
+    assert {"input", "truth"} & set(df.method)
     paper = pd.read_csv(run / "paper.csv")
     assert len(paper) > 0 and {"table", "metric", "method", "paper_value", "our_value"} <= set(paper.columns)
     summary = json.loads((run / "summary.json").read_text())
@@ -124,3 +125,52 @@ def test_resume_with_another_config_is_refused(smoke_runs):
 
     with pytest.raises(ConfigError, match="--resume: the latest run .* was made with another config"):
         run_study("bone-spect", scale="smoke", out=out, resume=True, overrides=["evaluation.cnr_threshold=3.0"])
+
+
+@pytest.mark.slow
+def test_spectnet_smoke_metrics(smoke_runs):
+    import numpy as np
+    import torch
+
+    from spectdl.training import load_model_from_checkpoint
+
+    _, runs = smoke_runs
+    run = runs["spectnet"].run_dir
+    df = pd.read_csv(run / "metrics.csv", dtype={"case": str}, keep_default_na=False, na_values=[""])
+    assert {"spectnet", "spectnet_no_finetune", "end_to_end", "osem", "osem_oracle", "fbp", "truth"} <= set(df.method)
+    mae = df[df.metric == "uptake_mae"]
+    assert set(mae.region) == {"high", "background"}
+    assert {"brain", "concave", "cold_lesion", "uptake_high", "uptake_low"} <= set(df.dataset)
+    # The oracle really keeps each case's lowest-MSE iteration: the scorer's MSE of the oracle image
+    # equals the minimum of the per-iteration MSEs that OSEM recorded, and its iteration is the argmin.
+    recon = json.loads((run / "reconstruct" / "done.json").read_text())["result"]
+    res = recon["tests"]["brain/noisy"]
+    mse = df[(df.metric == "mse") & (df.region == "image") & (df.dataset == "brain") & (df.level == "noisy")]
+    oracle = mse[mse.method == "osem_oracle"].set_index("case").value
+    for case, curve in res["mse"].items():
+        assert res["best_iteration"][case] == int(np.argmin(curve)) + 1
+        assert oracle[case] == pytest.approx(min(curve), rel=1e-5)
+    # Table 1: each tagged case's true high-uptake mean is the closest, among the test cases, to its target.
+    truth = df[(df.metric == "region_mean") & (df.method == "truth") & (df.region == "high") & (df.dataset == "brain")
+               & (df.level == "noisy")].set_index("case").value
+    t1 = df[(df.metric == "table1_mean") & (df.method == "truth") & (df.level == "noisy") & (df.region == "high")]
+    assert set(t1.table1_case) == {f"uptake_{u}" for u in (4, 5, 6, 7, 9)}
+    for _, row in t1.iterrows():
+        target = float(row.table1_case.split("_")[1])
+        assert abs(row.value - target) == pytest.approx((truth - target).abs().min())
+    # paper.csv is computed from metrics.csv.
+    paper = pd.read_csv(run / "paper.csv")
+    row = paper[(paper.table == "uptake_mae") & (paper.method == "osem_oracle") & (paper["where"].str.contains("noisy"))
+                & (paper["where"].str.contains("region=high"))].iloc[0]
+    sel = mae[(mae.method == "osem_oracle") & (mae.dataset == "brain") & (mae.level == "noisy") & (mae.region == "high")]
+    assert row.our_value == pytest.approx(sel.value.mean())
+    # The direct baseline is the same network as the two-stage SPECTnet.
+    training = json.loads((run / "train" / "done.json").read_text())["result"]
+    nets = [load_model_from_checkpoint(training[m]["checkpoint"])[0] for m in ("spectnet_noisy", "end_to_end_noisy")]
+    counts = [sum(p.numel() for p in n.parameters()) for n in nets]
+    assert counts[0] == counts[1] and type(nets[0]) is type(nets[1])
+    assert [tuple(p.shape) for p in nets[0].parameters()] == [tuple(p.shape) for p in nets[1].parameters()]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["osem_iteration"]["noisy"] in range(1, 3)
+    assert any(f["name"].startswith("figure12") for f in summary["line_figures"])
+    assert torch.isfinite(torch.tensor(df[df.metric == "seconds_per_image"].value.to_numpy())).all()

@@ -87,9 +87,9 @@ def test_logged_val_metrics_are_the_scorer_s_image_scores(metrics_cfg, conventio
     target = torch.rand(3, 1, 16, 16, generator=g) + 0.2
     pred = target + 0.1 * torch.randn(3, 1, 16, 16, generator=g)
     logged = _logged_image_metrics(metrics_cfg, pred, target)
-    ref = image_scores(pred, target, metrics=("psnr", "ssim"), convention=convention)
-    assert set(logged) == {"val_psnr", "val_ssim"}
-    for name in ("psnr", "ssim"):
+    ref = image_scores(pred, target, metrics=("psnr", "ssim", "rmse"), convention=convention)
+    assert set(logged) == {"val_psnr", "val_ssim", "val_rmse"}
+    for name in ("psnr", "ssim", "rmse"):
         value, batch_size = logged[f"val_{name}"]
         assert batch_size == 3 and value.dtype == torch.float32
         assert float(value) == pytest.approx(float(ref[name].mean()), rel=1e-6)
@@ -102,7 +102,7 @@ def test_val_metrics_skip_small_ssim_and_score_flat_targets_with_unit_range():
     target[1] = 0.5  # a blank patch has no max − min
     pred = target + 0.05
     logged = _logged_image_metrics({}, pred, target)
-    assert set(logged) == {"val_psnr"}  # 8 px is below SSIM's 11-px window
+    assert set(logged) == {"val_psnr", "val_rmse"}  # 8 px is below SSIM's 11-px window
     expected = torch.cat([image_scores(pred[:1], target[:1], metrics="psnr", convention="reference_range")["psnr"],
                           image_scores(pred[1:], target[1:], metrics="psnr", convention=Convention.fixed(1.0))["psnr"]])
     assert float(logged["val_psnr"][0]) == pytest.approx(float(expected.mean()), rel=1e-6)

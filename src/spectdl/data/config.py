@@ -65,6 +65,7 @@ PHANTOMS: dict[str, tuple[str, str, int]] = {
     "cardiac": ("cardiac", "volume", 3),
     "wholebody_planar": ("wholebody_planar", "planar", 2),
     "bone_torso": ("bone_torso", "volume", 3),
+    "brain_perfusion_slice": ("brain_perfusion_slice", "volume", 2),
 }
 VOLUME_KEYS = ("activity", "mu_per_cm", "ct_hu", "labels", "expected", "counts")
 PLANAR_KEYS = ("expected", "labels", "lesion_mask", "counts")
@@ -173,7 +174,7 @@ class ReconConfig(Section):
 class SimulationConfig(Section):
     """Everything :func:`spectdl.data.simulate` needs (see the module docstring for the layout)."""
 
-    phantom: Literal["brain2d", "nema_iec", "cardiac", "wholebody_planar", "bone_torso"] = "brain2d"
+    phantom: Literal["brain2d", "nema_iec", "cardiac", "wholebody_planar", "bone_torso", "brain_perfusion_slice"] = "brain2d"
     phantom_kwargs: dict[str, Any] = field(default_factory=dict)
     grid: Optional[GridConfig] = None
     n_samples: int = 256
@@ -240,7 +241,8 @@ class SimulationConfig(Section):
 
     def _checked_kwargs(self) -> dict[str, Any]:
         params = inspect.signature(self.phantom_function()).parameters
-        allowed = [p for p in params if p not in _RESERVED_KWARGS and params[p].kind == inspect.Parameter.KEYWORD_ONLY]
+        allowed = [p for p in params if p not in _RESERVED_KWARGS
+                   and params[p].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         out = {}
         for key, value in self.phantom_kwargs.items():
             if key not in allowed:

@@ -40,6 +40,7 @@ from spectdl.metrics.functional.ssim import ssim
 
 __all__ = [
     "CONVENTIONS",
+    "KNOWN_METRICS",
     "METRICS",
     "Convention",
     "convention",
@@ -48,8 +49,10 @@ __all__ = [
     "score_cases",
 ]
 
-#: Every metric :func:`image_scores` knows, in its default order.
+#: The metrics :func:`image_scores` computes by default, in order.
 METRICS = ("psnr", "ssim", "rmse", "mae", "nrmse")
+#: Every metric :func:`image_scores` knows: the defaults and ``mse`` (asked for by name).
+KNOWN_METRICS = METRICS + ("mse",)
 
 PSNR_PEAKS = ("reference_max", "data_range", "reference_range")
 SSIM_RANGES = ("reference_max", "reference_range", "data_range")
@@ -178,9 +181,9 @@ def _check_metrics(metrics) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(metrics))
     except TypeError:
         raise InputError(f"metrics: expected a sequence of names from {METRICS}, found {metrics!r}") from None
-    unknown = [m for m in names if m not in METRICS]
+    unknown = [m for m in names if m not in KNOWN_METRICS]
     if unknown or not names:
-        raise InputError(f"metrics: unknown metric(s) {unknown or list(names)}; expected names from {METRICS}")
+        raise InputError(f"metrics: unknown metric(s) {unknown or list(names)}; expected names from {KNOWN_METRICS}")
     return names
 
 
@@ -253,8 +256,9 @@ def image_scores(
 
     Args:
         pred, target: ``[B, C, *spatial]`` with 2 or 3 spatial dims, same shape, finite.
-        metrics: names from :data:`METRICS` (``psnr`` in dB, ``ssim``, ``nrmse`` unitless,
-            ``rmse`` and ``mae`` in the images' units); a single name is accepted.
+        metrics: names from :data:`KNOWN_METRICS` (``psnr`` in dB, ``ssim``, ``nrmse`` unitless,
+            ``rmse`` and ``mae`` in the images' units, ``mse`` in their square); a single name is
+            accepted.
         convention: a name of :data:`CONVENTIONS`, ``"data_range=<v>"`` or a :class:`Convention`.
         mask: optional region of interest (``[*spatial]``, ``[B, 1, *spatial]`` or the image
             shape; non-zero inside). PSNR, RMSE, MAE and NRMSE use the voxels of the region; SSIM is
@@ -296,6 +300,8 @@ def image_scores(
             out[name] = rmse(pred, target, mask=m, reduction="none")
         elif name == "mae":
             out[name] = mae(pred, target, mask=m, reduction="none")
+        elif name == "mse":
+            out[name] = rmse(pred, target, mask=m, reduction="none").to(torch.float64).square()
         else:
             out[name] = nrmse(pred, target, normalization=conv.nrmse_normalization, mask=m, reduction="none")
     return out

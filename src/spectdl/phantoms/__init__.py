@@ -9,7 +9,7 @@ from spectdl.phantoms.bone_torso import bone_torso
 from spectdl.phantoms.brain2d import brain2d
 from spectdl.phantoms.cardiac import cardiac
 from spectdl.phantoms.nema_iec import nema_iec
-from spectdl.phantoms.published import load_interfile, read_material_ranges
+from spectdl.phantoms.published import brain_perfusion_slice, load_interfile, read_material_ranges
 from spectdl.phantoms.wholebody import wholebody_planar
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PlanarPhantom",
     "bone_torso",
     "brain2d",
+    "brain_perfusion_slice",
     "cardiac",
     "load_interfile",
     "nema_iec",

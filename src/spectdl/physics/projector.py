@@ -113,7 +113,7 @@ class SpectProjector(nn.Module):
         self.memory_budget_mb = float(memory_budget_mb)
         self.cache_attenuation = bool(cache_attenuation)
         self.check_input = bool(check_input)
-        self._rot = RotationBank(nx, orbit.angles_deg)
+        self._rot = RotationBank.shared(nx, orbit.angles_deg)
         self._blur_cache: dict[tuple, DepthBlur] = {}
         self._att_cache: dict[int, torch.Tensor] = {}
         self.mu_map: torch.Tensor | None = None

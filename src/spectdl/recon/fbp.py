@@ -47,12 +47,21 @@ def ramp_filter(y: torch.Tensor, window: str = "ramp", cutoff: float = 1.0) -> t
     return out.movedim(-1, 3)
 
 
-def fbp(y: torch.Tensor, projector: SpectProjector, window: str = "ramp", cutoff: float = 1.0) -> torch.Tensor:
+def fbp(y: torch.Tensor, projector: SpectProjector, window: str = "ramp", cutoff: float = 1.0, *,
+        attenuation_correction: bool = False) -> torch.Tensor:
     """``x = (π / V) · Aᵀ_ideal (h ∗ y)`` for ``V`` views equally spaced over 180° or 360°.
 
     Only the geometry of ``projector`` is used: back-projection is along ideal lines, without its
     attenuation or collimator model, as in clinical FBP. Units: ``y`` is the projector's output
     (voxel sums along lines), so the result is on the same scale as the activity that made it.
+
+    ``attenuation_correction``: divide by Chang's first-order factor (Chang 1978), the mean over the
+    views of the attenuation from each pixel to the detector,
+
+        c(r) = (1/V) Σ_θ exp(−∫_{r→detector(θ)} μ dl) = Aᵀ_μ 1 / Aᵀ_ideal 1,
+
+    computed with the projector's own attenuation model (its μ map, without the collimator blur), as
+    clinical FBP with Chang correction does (``c = 1`` where no path crosses attenuating matter).
     """
     if projector.n_angles < 2:
         raise InputError(f"projector.orbit: FBP needs at least 2 views, found {projector.n_angles}")
@@ -66,4 +75,13 @@ def fbp(y: torch.Tensor, projector: SpectProjector, window: str = "ramp", cutoff
         )
     ideal = SpectProjector(projector.grid, projector.orbit, check_input=False)
     # Each line is measured m times over an arc of m·180°: (1/m)·Σ Δθ = π / V.
-    return ideal.A_adjoint(ramp_filter(y, window, cutoff)) * (math.pi / projector.n_angles)
+    x = ideal.A_adjoint(ramp_filter(y, window, cutoff)) * (math.pi / projector.n_angles)
+    if not attenuation_correction:
+        return x
+    mu = getattr(projector, "mu_map", None)
+    if mu is None:
+        raise InputError("attenuation_correction: the projector has no μ map; set one with set_mu_map")
+    attenuated = SpectProjector(projector.grid, projector.orbit, mu_map=mu, check_input=False)
+    ones = torch.ones(y.shape, dtype=y.dtype, device=y.device)
+    c = attenuated.A_adjoint(ones) / ideal.A_adjoint(ones).clamp_min(torch.finfo(y.dtype).tiny)
+    return x / c.clamp_min(1e-6)

@@ -197,6 +197,26 @@ def _training(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     return [("Training and validation loss per epoch", save_png(fig, fig_dir / "training.png", overwrite=True))]
 
 
+def _line_figures(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
+    """The study's own line plots: ``summary["line_figures"]`` is a list of ``{name, title, xlabel,
+    ylabel, logy, series: {label: {"x": [...], "y": [...]}}}`` (e.g. validation curves)."""
+    out = []
+    for spec in summary.get("line_figures") or []:
+        fig = _figure(7, 3.6, 100)
+        ax = fig.subplots()
+        for label, xy in (spec.get("series") or {}).items():
+            y = np.asarray([np.nan if v is None else v for v in xy["y"]], dtype=float)
+            ax.plot(np.asarray(xy["x"], dtype=float), y, xy.get("style", "-"), label=label)
+        ax.set_xlabel(spec.get("xlabel", ""))
+        ax.set_ylabel(spec.get("ylabel", ""))
+        if spec.get("logy"):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(spec.get("name", "curve")))
+        out.append((str(spec.get("title", name)), save_png(fig, fig_dir / f"curve_{name}.png", overwrite=True)))
+    return out
+
+
 def build_study_report(run_dir: str | os.PathLike) -> Path:
     """Write ``figures/*.png`` and ``report.html`` for a study run folder; returns the HTML path."""
     import pandas as pd
@@ -238,6 +258,9 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
                      html.escape(str(r.get("where") or "")), _fmt(r["paper_value"]),
                      _fmt(None if pd.isna(r["our_value"]) else float(r["our_value"]))])
     parts.append(_table(["table", "metric", "method", "selection", "paper", "ours"], prow))
+    if summary.get("notes"):
+        parts.append("<h2>Notes on this run</h2><ul>" + "".join(f"<li>{html.escape(str(n))}</li>"
+                                                               for n in summary["notes"]) + "</ul>")
     regions = summary.get("regions") or {}
     if regions:
         parts.append("<p class='note'>Regions: " + "; ".join(f"<b>{html.escape(k)}</b>: {html.escape(v)}"
@@ -250,14 +273,16 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
         parts.append("<h2>Paired tests between methods</h2>")
         trow = [[html.escape(t["text"]), html.escape(", ".join(f"{k}={v}" for k, v in (t.get("where") or {}).items())),
                  _fmt(t.get("mean_method")), _fmt(t.get("mean_baseline")), _fmt(t.get("mean_difference")),
+                 f"{_fmt(t['ci_low'])} to {_fmt(t['ci_high'])}" if t.get("ci_low") is not None else "",
                  str(t.get("n", 0)), _p(t.get("p_value"))] for t in summary["tests"]]
-        parts.append(_table(["pair", "selection", "first (mean)", "second (mean)", "difference", "n",
-                             "Wilcoxon p"], trow))
+        parts.append(_table(["pair", "selection", "first (mean)", "second (mean)", "difference",
+                             "95% bootstrap CI of the difference", "n", "Wilcoxon p"], trow))
     parts.append("<h2>Mean over cases, every method</h2>")
     parts.append(_means_table(df))
     sections = [("Images", _image_grids(run_dir, fig_dir)), ("Per-case metrics", _boxplots(df, fig_dir)),
                 ("Per region", _regional(df, fig_dir)),
-                ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir))]
+                ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir)),
+                ("Curves", _line_figures(summary, fig_dir))]
     for title, figs in sections:
         if figs:
             parts.append(f"<h2>{html.escape(title)}</h2>")

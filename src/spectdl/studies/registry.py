@@ -18,7 +18,7 @@ from typing import Callable
 from spectdl.errors import ConfigError
 
 #: Modules that register the built-in studies on import.
-_BUILTIN = ("spectdl.studies.bone_spect",)
+_BUILTIN = ("spectdl.studies.bone_spect", "spectdl.studies.spectnet")
 
 
 @dataclass(frozen=True)

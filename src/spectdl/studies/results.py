@@ -122,8 +122,10 @@ def paper_table(df, values: Sequence[PaperValue]):
     return pd.DataFrame(rows, columns=["table", "metric", "method", "where", "paper_value", "our_value", "note"])
 
 
-def evaluate_claim(df, claim: Claim) -> dict[str, Any]:
-    """``{text, holds, mean_method, mean_baseline, mean_difference, n, p_value}`` from the metric rows."""
+def evaluate_claim(df, claim: Claim, n_bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """``{text, holds, mean_method, mean_baseline, mean_difference, n, p_value}`` from the metric rows;
+    with ``n_bootstrap`` resamples also ``ci_low``/``ci_high``, the 95 % percentile bootstrap interval
+    of the mean paired difference (cases resampled with replacement)."""
     a = _select(df, claim.metric, claim.method, claim.where)
     b = _select(df, claim.metric, claim.baseline, claim.where)
     on = [c for c in KEY_COLUMNS if c in df.columns]
@@ -144,16 +146,23 @@ def evaluate_claim(df, claim: Claim) -> dict[str, Any]:
         out["p_value"] = float(wilcoxon(d.to_numpy()).pvalue)
     else:
         out["p_value"] = None
+    if n_bootstrap and len(d) >= 2:
+        from spectdl.stats import bootstrap_ci
+
+        ci = bootstrap_ci(d.to_numpy(), n_resamples=int(n_bootstrap), seed=seed)
+        out.update(ci_low=float(ci.ci_low), ci_high=float(ci.ci_high))
     return out
 
 
 def paired_tests(df, metric: str, method: str, others: Sequence[str], where: Mapping[str, Any] | None = None,
-                 higher: bool = True) -> list[dict[str, Any]]:
+                 higher: bool = True, n_bootstrap: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     """Paired Wilcoxon signed-rank tests of ``method`` against each of ``others`` on one metric:
-    one :func:`evaluate_claim` record per pair (means, mean difference, n, p)."""
+    one :func:`evaluate_claim` record per pair (means, mean difference, n, p, and with
+    ``n_bootstrap`` the bootstrap interval of the mean difference)."""
     where = dict(where or {})
     present = set(df["method"])
-    return [evaluate_claim(df, Claim(f"{method} vs {o}: {metric}", metric, method, o, higher=higher, where=where))
+    return [evaluate_claim(df, Claim(f"{method} vs {o}: {metric}", metric, method, o, higher=higher, where=where),
+                           n_bootstrap=n_bootstrap, seed=seed)
             for o in others if o in present and o != method]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,8 @@ def manifest_cases(manifest: str | Path, split: str, columns: Mapping[str, str])
 
 def train_methods(folder: Path, methods: Mapping[str, Any], data: Callable[[str], tuple[Any, Any]]) -> dict[str, dict]:
     """``spectdl.training.fit`` of every method's config into ``folder/<method>`` (resuming a killed
-    run from its last checkpoint); ``data(method) -> (train_dataset, val_dataset)``."""
+    run from its last checkpoint), in order (a method may start from an earlier one's checkpoint);
+    ``data(method) -> (train_dataset, val_dataset)``."""
     from spectdl.training import fit
 
     out = {}
@@ -146,6 +148,8 @@ def train_methods(folder: Path, methods: Mapping[str, Any], data: Callable[[str]
             "checkpoint": str(res.best_checkpoint or res.last_checkpoint),
             "epochs": res.epochs_completed, "best_epoch": res.best_epoch, "best_score": res.best_score,
             "history": str(history) if res.history else None,
+            # Two-stage runs: each stage's own best checkpoint (e.g. SPECTnet before fine-tuning).
+            "stages": [str(r.best_checkpoint or r.last_checkpoint) for r in res.stages],
         }
     return out
 
@@ -346,7 +350,13 @@ def consistency_rows(images: Mapping[str, Mapping[str, torch.Tensor]], projectio
         for method, by_case in images.items():
             x = by_case[case].reshape((1, 1) + tuple(proj.grid.shape))
             for data_name, measured in projections.items():
-                y = measured[case].reshape((1, 1) + tuple(measured[case].shape[-3:]))
+                y = measured[case].reshape(proj.projection_shape(1, 1))
+                if not bool((x > 0).any()):
+                    # An empty image (e.g. a network whose output is clamped to 0 everywhere) predicts
+                    # no counts: the measured counts are infinitely unlikely under it.
+                    rows.append({"case": case, "method": method, "metric": "deviance", "value": math.inf,
+                                 "data": data_name, **columns})
+                    continue
                 dc = data_consistency(x, proj, y)
                 rows.append({"case": case, "method": method, "metric": "deviance", "value": float(dc.deviance_per_count[0]),
                              "data": data_name, **columns})
@@ -413,7 +423,7 @@ def save_examples(path: Path, images: Mapping[str, Mapping[str, torch.Tensor]], 
                   n_cases: int = 2, regions: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> Path:
     """One axial slice of the first ``n_cases`` cases of every method (``<case>/<method>``) for the
     report's image grids and difference images: the centre of the case's first region (the sphere
-    plane, a lesion), else the central slice."""
+    plane, a lesion), else the central slice; a 2-D case (``[X, Y]``) as it is."""
     out = {}
     for c in cases.ids[:n_cases]:
         z = None
@@ -423,6 +433,9 @@ def save_examples(path: Path, images: Mapping[str, Mapping[str, torch.Tensor]], 
                 z = int(zs[len(zs) // 2])
                 break
         for method, by_case in images.items():
+            if by_case[c].dim() == 2:  # a 2-D case is its own slice
+                out[f"{c}/{method}"] = by_case[c]
+                continue
             v = by_case[c].reshape(by_case[c].shape[-3:])
             out[f"{c}/{method}"] = v[..., v.shape[-1] // 2 if z is None else z]
     return save_volumes(path, out)
@@ -434,6 +447,53 @@ def case_projector(manifest: str | Path, cases: CaseSet, mu_key: str = "mu") -> 
 
     def projector_for(case: str):
         mu = cases.get(case, mu_key)
-        return simulation_projector(manifest, mu.reshape((1, 1) + tuple(mu.shape[-3:])))
+        return simulation_projector(manifest, mu.reshape((1, 1) + tuple(mu.shape[1:])))
 
     return projector_for
+
+
+def sinogram_inputs(cases: CaseSet, sinograms: Mapping[str, str], *, mu: str = "mu", rows: int = 128) -> CaseSet:
+    """Add ``input_<name>`` to every case: its sinogram ``cases[sinograms[name]]`` ``[1, V, R]``,
+    wrap-padded to ``rows`` views (:func:`spectdl.models.spectnet.wrap_pad_sinogram`), stacked with
+    the μ map ``[1, X, Y]`` as ``[2, rows, R, 1]``: the 2-channel input of a sinogram network, as a
+    one-slice volume for :func:`spectdl.inference.enhance_volume`."""
+    from spectdl.models.spectnet import wrap_pad_sinogram
+
+    for c in cases.ids:
+        m = cases.get(c, mu)
+        for name, key in sinograms.items():
+            sino = wrap_pad_sinogram(cases.get(c, key).float(), rows)
+            if sino.shape[-2:] != m.shape[-2:]:
+                raise InputError(f"case {c}: padded sinogram {tuple(sino.shape[-2:])} and μ map {tuple(m.shape[-2:])} "
+                                 "differ; expected the same size to stack them as channels")
+            cases.volumes[c][f"input_{name}"] = torch.cat([sino, m.float()], 0)[..., None]
+    return cases
+
+
+def region_stats_rows(images: Mapping[str, Mapping[str, torch.Tensor]], masks: Mapping[str, Mapping[str, torch.Tensor]],
+                      **columns: Any) -> list[dict[str, Any]]:
+    """``region_mean`` and ``region_sd`` (population SD) of every method's image in every region,
+    one row each per case (SPECTnet's Table 1 reports mean (SD) of the high-uptake region and the
+    background)."""
+    rows = []
+    for region, by_case in masks.items():
+        for method, imgs in images.items():
+            for c, img in imgs.items():
+                if c not in by_case:
+                    continue
+                v = img.reshape(by_case[c].shape)[by_case[c]].to(torch.float64)
+                if v.numel() == 0:
+                    continue
+                for metric, value in (("region_mean", v.mean()), ("region_sd", v.std(unbiased=False))):
+                    rows.append({"case": c, "method": method, "metric": metric, "value": float(value),
+                                 "region": region, **columns})
+    return rows
+
+
+def closest_cases(values: Mapping[str, float], targets: Sequence[float]) -> dict[float, str]:
+    """For each target, the case whose value is closest to it (ties: the first case id in sorted
+    order), e.g. the test cases of SPECTnet's Table 1 by their high-uptake value."""
+    if not values:
+        raise InputError("values: no cases to choose from")
+    order = sorted(values)
+    return {t: min(order, key=lambda c: abs(values[c] - t)) for t in targets}

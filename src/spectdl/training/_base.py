@@ -179,7 +179,8 @@ class SpectdlModule(L.LightningModule):
         return Convention.fixed(cfg.data_range) if cfg.data_range is not None else convention(cfg.convention)
 
     def log_image_metrics(self, pred: torch.Tensor, target: torch.Tensor, stage: str = "val") -> None:
-        """``<stage>_psnr`` (dB) and ``<stage>_ssim``: means over the batch of the per-image values of
+        """``<stage>_psnr`` (dB), ``<stage>_ssim`` and ``<stage>_rmse`` (the images' units): means over
+        the batch of the per-image values of
         :func:`spectdl.metrics.scoring.image_scores` for ``pred`` and ``target`` ``[B, C, *spatial]``,
         in the convention of :meth:`metrics_convention` (by default ``reference_range``: peak and
         SSIM data range = ``max − min`` of each target image).
@@ -191,7 +192,7 @@ class SpectdlModule(L.LightningModule):
         from spectdl.metrics.scoring import Convention, image_scores, reference_peaks
 
         conv = self.metrics_convention()
-        metrics = ("psnr", "ssim") if self.config.metrics.ssim else ("psnr",)
+        metrics = ("psnr", "ssim", "rmse") if self.config.metrics.ssim else ("psnr", "rmse")
         pred, target = pred.detach(), target.detach()
         peaks = reference_peaks(target, conv)
         # Validation must not stop on one blank patch, which has no range to scale a PSNR by.

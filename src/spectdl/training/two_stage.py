@@ -158,3 +158,24 @@ class TwoStageAutoencoder(SpectdlModule):
 
     def extra_meta(self) -> dict[str, Any]:
         return {"stage": self._stage}
+
+
+def autoencoder_from_checkpoint(path, map_location: str | torch.device | None = "cpu") -> nn.Module:
+    """The stage-1 image autoencoder ``decoder(encoder(y))`` of a two-stage checkpoint, in eval mode.
+
+    The inference network of a two-stage checkpoint is SPECTnet (mapper and decoder); the encoder
+    is kept in its state too, and this rebuilds both from the config the checkpoint records, e.g.
+    to score the autoencoder itself (``[B, 1, 128, 128] -> [B, 1, 128, 128]``).
+    """
+    from spectdl.training.checkpoint import checkpoint_path, read_checkpoint
+    from spectdl.training.config import load_config
+    from spectdl.training.meta import META_KEY
+
+    tree = read_checkpoint(path, map_location)
+    meta = tree[META_KEY]
+    if meta.get("task") != "two_stage" or not meta.get("config"):
+        raise InputError(f"checkpoint {checkpoint_path(path)}: task {meta.get('task')!r} without its config; expected a "
+                         "two-stage (SPECTnet) checkpoint written by fit")
+    module = TwoStageAutoencoder(load_config(meta["config"]), stage=1)
+    module.load_state_dict(tree["state_dict"], strict=True)
+    return nn.Sequential(module.encoder, module.decoder).eval()

@@ -1,0 +1,59 @@
+"""Study stages that need no simulation: inputs of a sinogram network, Table-1 case choice, region
+statistics and the fixed OSEM iteration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spectdl.errors import InputError
+from spectdl.studies import baselines, stages
+
+
+def _cases(n_views=120, n=128):
+    g = torch.Generator().manual_seed(0)
+    vols = {f"c{i}": {"noisy": torch.rand(1, n_views, n, generator=g), "mu": torch.rand(1, n, n, generator=g)}
+            for i in range(2)}
+    return stages.CaseSet(list(vols), vols)
+
+
+def test_sinogram_inputs_wrap_exactly_the_first_eight_views():
+    cases = stages.sinogram_inputs(_cases(), {"noisy": "noisy"}, rows=128)
+    for c in cases.ids:
+        x = cases.get(c, "input_noisy")
+        sino, mu = cases.get(c, "noisy")[0], cases.get(c, "mu")[0]
+        assert x.shape == (2, 128, 128, 1)
+        torch.testing.assert_close(x[0, :120, :, 0], sino)
+        torch.testing.assert_close(x[0, 120:, :, 0], sino[:8])  # views 0..7 again, after view 119
+        torch.testing.assert_close(x[1, :, :, 0], mu)
+    with pytest.raises(InputError, match="differ"):
+        stages.sinogram_inputs(_cases(n=64), {"noisy": "noisy"}, rows=128)
+
+
+def test_closest_cases_picks_the_nearest_value_per_target():
+    values = {"a": 3.9, "b": 5.2, "c": 6.6, "d": 8.7}
+    assert stages.closest_cases(values, (4, 5, 6, 7, 9)) == {4: "a", 5: "b", 6: "c", 7: "c", 9: "d"}
+    with pytest.raises(InputError):
+        stages.closest_cases({}, (4,))
+
+
+def test_region_stats_rows_match_numpy():
+    img = torch.arange(16.0).reshape(4, 4)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[1:3, 1:3] = True
+    rows = stages.region_stats_rows({"m": {"c": img}}, {"high": {"c": mask}}, dataset="d")
+    got = {r["metric"]: r["value"] for r in rows}
+    ref = img.numpy()[mask.numpy()]
+    assert got["region_mean"] == pytest.approx(np.mean(ref))
+    assert got["region_sd"] == pytest.approx(np.std(ref))
+    assert all(r["region"] == "high" and r["dataset"] == "d" for r in rows)
+
+
+def test_best_fixed_iteration_is_the_minimum_of_the_mean_curve():
+    mse = {"a": [3.0, 2.0, 1.5, 1.7], "b": [4.0, 1.0, 1.4, 1.2]}
+    k, curve = baselines.best_fixed_iteration(mse)
+    assert curve == pytest.approx([3.5, 1.5, 1.45, 1.45])
+    assert k == 3  # the first of the tied minima
+    with pytest.raises(InputError):
+        baselines.best_fixed_iteration({})
