@@ -277,3 +277,78 @@ def write_dataset(tmp_path):
         return finish(ds, sop_class, tmp_path / name)
 
     return make
+
+
+# ---------------------------------------------------------------------- editing files for bad-value tests
+DELETE = object()
+
+
+def _target(ds, dotted: str):
+    """The dataset holding the last part of ``"Seq[0].Item[1].Keyword"`` and that keyword."""
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        name, idx = part.rstrip("]").split("[")
+        ds = ds[name].value[int(idx)]
+    return ds, parts[-1]
+
+
+def set_tag(ds, dotted: str, value) -> None:
+    """Set (or delete, with ``DELETE``) ``dotted`` in ``ds``; ``(VR, value)`` forces the VR, so that a
+    value the tag's own VR cannot hold (text in a US tag, NaN as FD) can be written."""
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import DataElement
+
+    target, kw = _target(ds, dotted)
+    if value is DELETE:
+        if kw in target:
+            del target[kw]
+    elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and len(value[0]) == 2:
+        target[kw] = DataElement(tag_for_keyword(kw), value[0], value[1])
+    else:
+        setattr(target, kw, value)
+
+
+def edit_file(path: Path, changes: dict, out: Path | None = None) -> Path:
+    """Apply ``{dotted: value}`` (see :func:`set_tag`) to a DICOM file, without pydicom's value checks."""
+    from pydicom.config import disable_value_validation
+
+    ds = pydicom.dcmread(str(path))
+    out = path if out is None else out
+    with disable_value_validation():
+        for dotted, value in changes.items():
+            set_tag(ds, dotted, value)
+        ds.save_as(str(out))
+    return out
+
+
+def patch_vr(path: Path, keyword: str, vr: str, occurrence: int = 0) -> Path:
+    """Overwrite the VR bytes of one element in an explicit-VR little-endian file, as a bit flip would:
+    pydicom reads the file, and fails only when the value is decoded."""
+    import struct
+
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    data = bytearray(path.read_bytes())
+    key = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    pos = -1
+    for _ in range(occurrence + 1):
+        pos = data.index(key, pos + 1)
+    data[pos + 4 : pos + 6] = vr.encode()
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def edit_dicom():
+    """``edit_dicom(path, {"RotationInformationSequence[0].StartAngle": ("FD", inf)})``: see edit_file."""
+    return edit_file
+
+
+@pytest.fixture(scope="session")
+def io_builders():
+    """The builders and editors of this conftest, for tests that make their own seed files."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(make_nm_projections=make_nm_projections, make_slice_series=make_slice_series,
+                           set_tag=set_tag, edit_file=edit_file, patch_vr=patch_vr, DELETE=DELETE)

@@ -48,21 +48,41 @@ _BREAK_POINT_HU = ((80.0, 50.0), (100.0, 52.0), (110.0, 43.0), (120.0, 47.0), (1
 _E_CT_AT_120_KVP = 70.0
 
 
+def _real(value, name: str, bounds: "dcm.Range", what: str) -> float:
+    """``value`` as a float within ``bounds``; ``None``, text, booleans and NaN are refused by name."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise InputError(f"{name}: {value!r}; expected {what}, {bounds}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: {value!r}; expected {what}, {bounds}") from None
+    if not np.isfinite(x) or x not in bounds:
+        raise InputError(f"{name}: {value!r}; expected {what}, {bounds}")
+    return x
+
+
+def _kvp(kvp) -> float:
+    """The tube voltage in kV. ``None`` is refused here: callers that can fill it from the CT's KVP
+    (0018,0060), as :func:`ct_attenuation_map` does, do so before."""
+    if kvp is None:
+        raise InputError(f"kvp: None; expected the CT tube voltage in kV ({dcm.KVP_KV}), as the CT's "
+                         f"{dcm.tag_name('KVP')} gives it")
+    return _real(kvp, "kvp", dcm.KVP_KV, "a positive tube voltage in kV")
+
+
+_ENERGY_KEV = dcm.Range(0.0, 2000.0, "keV", lo_open=True)
+
+
 def break_point_hu(kvp: float) -> float:
-    """Break point of the bilinear HU→μ model at tube voltage ``kvp`` (Carney et al. 2006)."""
-    k = float(kvp)
-    if not np.isfinite(k) or k <= 0:
-        raise InputError(f"kvp: expected a positive tube voltage in kV, found {kvp!r}")
+    """Break point of the bilinear HU→μ model at tube voltage ``kvp`` (kV; Carney et al. 2006)."""
+    k = _kvp(kvp)
     xs, ys = zip(*_BREAK_POINT_HU)
     return float(np.interp(k, xs, ys))
 
 
 def ct_effective_energy_kev(kvp: float) -> float:
-    """Effective CT energy assumed for ``kvp``: 70 keV × kVp/120 (see module docstring)."""
-    k = float(kvp)
-    if not np.isfinite(k) or k <= 0:
-        raise InputError(f"kvp: expected a positive tube voltage in kV, found {kvp!r}")
-    return _E_CT_AT_120_KVP * k / 120.0
+    """Effective CT energy (keV) assumed for ``kvp`` (kV): 70 keV × kVp/120 (see module docstring)."""
+    return _E_CT_AT_120_KVP * _kvp(kvp) / 120.0
 
 
 def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | None = None) -> torch.Tensor:
@@ -72,14 +92,16 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
         hu: tensor (or array) of Hounsfield units, any shape; the result keeps its device and dtype
             (float32 for integer input).
         energy_kev: emission photon energy (e.g. 208 for Lu-177, 140.5 for Tc-99m).
-        kvp: CT tube voltage (tag KVP (0018,0060)).
+        kvp: CT tube voltage in kV (tag KVP (0018,0060)); required (``None`` raises).
         ct_effective_kev: effective CT energy; 70 keV × kVp/120 by default.
 
     Returns:
         μ in cm⁻¹, ``≥ 0``, same shape as ``hu``.
 
     Raises:
-        InputError: ``hu`` holds NaN or infinite values (the count is named).
+        InputError: ``hu`` holds NaN or infinite values (the count is named); ``kvp`` is ``None``,
+            text, NaN or outside 0 < kVp ≤ 1000 kV; ``energy_kev`` or ``ct_effective_kev`` is not a
+            positive number of keV.
     """
     h = hu if isinstance(hu, torch.Tensor) else torch.as_tensor(np.asarray(hu))
     if not h.is_floating_point():
@@ -100,8 +122,9 @@ def ct_to_mu(hu, energy_kev: float, kvp: float, *, ct_effective_kev: float | Non
 def _bilinear(energy_kev: float, kvp: float,
               ct_effective_kev: float | None) -> tuple[float, float, float, float]:
     """``(μ_w, BP, μ(BP), slope above BP in cm⁻¹/HU)`` of the bilinear model (module docstring)."""
-    e = float(energy_kev)
-    e_ct = ct_effective_energy_kev(kvp) if ct_effective_kev is None else float(ct_effective_kev)
+    e = _real(energy_kev, "energy_kev", _ENERGY_KEV, "a photon energy in keV")
+    e_ct = (ct_effective_energy_kev(kvp) if ct_effective_kev is None
+            else _real(ct_effective_kev, "ct_effective_kev", _ENERGY_KEV, "an effective CT energy in keV"))
     mu_w, mu_b = mu_per_cm("water", e), mu_per_cm("bone", e)
     hu_bone = 1000.0 * (mu_per_cm("bone", e_ct) / mu_per_cm("water", e_ct) - 1.0)
     bp = break_point_hu(kvp)
@@ -148,7 +171,7 @@ def mu_to_ct_hu(mu_per_cm, energy_kev: float, *, kvp: float = 120.0,
                          "attenuation coefficients (cm⁻¹)")
     mu_w, bp, mu_bp, slope_bone = _bilinear(energy_kev, kvp, ct_effective_kev)
     if not slope_bone > 0:
-        raise InputError(f"energy_kev: at {float(energy_kev)} keV bone attenuates no more than the break "
+        raise InputError(f"energy_kev: at {energy_kev} keV bone attenuates no more than the break "
                          "point, so μ cannot be mapped back to HU")
     # μ_w as a tensor of m's dtype, so that μ = μ_w (rounded to that dtype) gives exactly 0 HU.
     w = torch.tensor(mu_w, dtype=m.dtype, device=m.device)
@@ -175,52 +198,88 @@ def select_series(groups: dict, series_instance_uid: str | None, folder: Path, w
     return next(iter(groups.values()))
 
 
+_DICOMDIR = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage: an index, not an image
+
+
 def read_series_headers(folder: str | Path, what: str = "series folder"):
-    """Headers (no pixels) of every DICOM file in ``folder``, grouped by Series Instance UID."""
+    """Headers (no pixels) of every DICOM file in ``folder``, grouped by Series Instance UID.
+
+    Files without the ``DICM`` preamble (notes, scripts) and a DICOMDIR are skipped. A file that
+    looks like a cut-off DICOM file is an error, so that a truncated last slice is never dropped
+    without a word: an empty file, a file shorter than the 132-byte preamble holding only zeros,
+    a DICOM file whose values or elements are cut off, and a DICOM file without Series Instance
+    UID (a type 1 tag of every image).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{what} {folder}: not a folder (expected a folder of DICOM files)")
-    pd = dcm.pydicom()
     groups: dict[str, list] = {}
     skipped = []
     for p in _list_files(folder):
-        try:
-            ds = pd.dcmread(str(p), stop_before_pixels=True)
-        except pd.errors.InvalidDicomError:
+        with open(p, "rb") as fh:
+            head = fh.read(132)
+        # shorter than preamble + "DICM" and nothing but a zero preamble: a DICOM file cut short
+        if not head or (len(head) < 132 and not head[:128].strip(b"\x00") and b"DICM".startswith(head[128:])):
+            raise InputError(f"{p}: empty or truncated DICOM file ({len(head)} bytes, no 'DICM' preamble); "
+                             f"expected a complete slice of the series or no file")
+        if head[128:132] != b"DICM":
             skipped.append(p.name)
             continue
-        except Exception as exc:
-            raise InputError(f"{p}: truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from exc
-        if "SeriesInstanceUID" not in ds:
+        ds = dcm.read_dataset(p, stop_before_pixels=True, what="DICOM file")
+        sop = dcm.text(getattr(ds, "file_meta", None) or ds, "MediaStorageSOPClassUID", p)
+        if sop == _DICOMDIR:
             skipped.append(p.name)
             continue
-        groups.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
+        uid = dcm.text(ds, "SeriesInstanceUID", p)
+        if not uid:
+            raise InputError(f"{p}: tag {dcm.tag_name('SeriesInstanceUID')} is missing or empty; expected "
+                             f"the series of this DICOM file (truncated or not an image?)")
+        groups.setdefault(uid, []).append((p, ds))
     if not groups:
         raise InputError(f"{what} {folder}: holds no DICOM images (skipped {len(skipped)} other files)")
     return groups
 
 
+def _rows_cols(ds, p) -> tuple[int, int]:
+    return (dcm.get(ds, "Rows", p, cast=int, bounds=dcm.N_PIXELS),
+            dcm.get(ds, "Columns", p, cast=int, bounds=dcm.N_PIXELS))
+
+
 def slice_stack_geometry(items, path_for_errors) -> tuple[list, np.ndarray, float]:
     """Sort single-slice headers along the slice normal; return (sorted items, affine, slice spacing).
 
-    The affine maps ``(i, j, k)`` = (column, row, slice) to LPS mm.
+    The affine maps ``(i, j, k)`` = (column, row, slice) to LPS mm. Every slice must share the first
+    one's orientation, image size, Pixel Spacing (within 10⁻⁴ mm) and Frame of Reference UID. Pixel
+    spacings lie in 0 < value ≤ 50 mm, the slice spacing in 0 < value ≤ 1000 mm, positions within
+    ±10⁵ mm. A single slice takes its spacing from Spacing Between Slices, else Slice Thickness,
+    else 1 mm.
     """
     ref_path, ref = items[0]
     r0, c0 = dcm.orientation(dcm.get(ref, "ImageOrientationPatient", ref_path), ref_path)
     normal = np.cross(r0, c0)
-    sp = dcm.floats(dcm.get(ref, "PixelSpacing", ref_path), 2, ref_path, "PixelSpacing")
-    rows, cols = int(dcm.get(ref, "Rows", ref_path)), int(dcm.get(ref, "Columns", ref_path))
+    sp = dcm.vector(ref, "PixelSpacing", ref_path, n=2, bounds=dcm.PIXEL_SPACING_MM)
+    rows, cols = _rows_cols(ref, ref_path)
+    ref_for = dcm.text(ref, "FrameOfReferenceUID", ref_path)
     pos = []
     for p, ds in items:
         r, c = dcm.orientation(dcm.get(ds, "ImageOrientationPatient", p), p)
         if not (np.allclose(r, r0, atol=1e-4) and np.allclose(c, c0, atol=1e-4)):
             raise InputError(f"{p}: {dcm.tag_name('ImageOrientationPatient')} differs from {ref_path.name}; "
                              f"expected one orientation for the whole series")
-        if int(ds.Rows) != rows or int(ds.Columns) != cols:
-            raise InputError(f"{p}: image size {int(ds.Rows)}×{int(ds.Columns)}; expected {rows}×{cols} as "
+        size = _rows_cols(ds, p)
+        if size != (rows, cols):
+            raise InputError(f"{p}: image size {size[0]}×{size[1]}; expected {rows}×{cols} as "
                              f"{ref_path.name}")
-        ipp = np.array(dcm.floats(dcm.get(ds, "ImagePositionPatient", p), 3, p, "ImagePositionPatient"))
-        pos.append(ipp)
+        sp_k = dcm.vector(ds, "PixelSpacing", p, n=2, bounds=dcm.PIXEL_SPACING_MM)
+        if not np.allclose(sp_k, sp, rtol=0.0, atol=1e-4):
+            raise InputError(f"{p}: tag {dcm.tag_name('PixelSpacing')} is {sp_k} mm but {ref_path.name} has "
+                             f"{sp}; expected one pixel spacing for the whole series")
+        for_k = dcm.text(ds, "FrameOfReferenceUID", p)
+        if for_k != ref_for:
+            raise InputError(f"{p}: tag {dcm.tag_name('FrameOfReferenceUID')} is {for_k!r} but "
+                             f"{ref_path.name} has {ref_for!r}; expected one frame of reference for the "
+                             f"whole series")
+        pos.append(np.array(dcm.vector(ds, "ImagePositionPatient", p, n=3, bounds=dcm.POSITION_MM)))
     along = np.array([float(q @ normal) for q in pos])
     order = np.argsort(along, kind="stable")
     along = along[order]
@@ -235,8 +294,15 @@ def slice_stack_geometry(items, path_for_errors) -> tuple[list, np.ndarray, floa
             raise InputError(f"{path_for_errors}: slice spacing varies from {steps.min():.3f} to "
                              f"{steps.max():.3f} mm; "
                              f"expected a uniform stack")
+        if step not in dcm.SLICE_SPACING_MM:
+            raise InputError(f"{path_for_errors}: the slices are {step:g} mm apart; expected "
+                             f"{dcm.SLICE_SPACING_MM}")
     else:
-        step = float(ref.get("SpacingBetweenSlices") or ref.get("SliceThickness") or 1.0)
+        # A negative Spacing Between Slices (seen in the wild) still means slices along the normal.
+        signed = dcm.Range(-dcm.SLICE_SPACING_MM.hi, dcm.SLICE_SPACING_MM.hi, "mm")
+        step = (dcm.get(ref, "SpacingBetweenSlices", ref_path, cast=float, default=0.0, bounds=signed)
+                or dcm.get(ref, "SliceThickness", ref_path, cast=float, default=0.0, bounds=signed)
+                or 1.0)
         step = abs(step)
     items = [items[i] for i in order]
     origin = pos[order[0]]
@@ -244,48 +310,75 @@ def slice_stack_geometry(items, path_for_errors) -> tuple[list, np.ndarray, floa
     return items, affine, step
 
 
+def _rescale(ds, p) -> tuple[float, float]:
+    """(slope, intercept) of one CT slice. Both are type 1 in the CT Image module (PS3.3 C.8.2.1):
+    a slice without them is refused rather than read with intercept 0, which put a −1024 HU series
+    1024 HU too high."""
+    out = []
+    for kw, bounds in (("RescaleSlope", dcm.RESCALE_SLOPE), ("RescaleIntercept", dcm.RESCALE_INTERCEPT)):
+        if dcm.element(ds, kw, p) is None:
+            raise InputError(f"{p}: tag {dcm.tag_name(kw)} is missing or empty; expected a number (type 1 in "
+                             f"a CT slice: without it the stored values are not Hounsfield units)")
+        out.append(dcm.get(ds, kw, p, cast=float, bounds=bounds))
+    return out[0], out[1]
+
+
 def read_ct_series(folder: str | Path, *, series_instance_uid: str | None = None) -> Volume:
     """Read a CT series (one file per slice) into a HU :class:`Volume` ``[X, Y, Z]`` with its affine.
 
     Slices are ordered along the normal ``row × column`` of Image Orientation (Patient); padding
-    (Pixel Padding Value) becomes −1000 HU (air). ``volume.meta["kvp"]`` holds the tube voltage.
+    (Pixel Padding Value) becomes −1000 HU (air). ``volume.meta["kvp"]`` holds the tube voltage in
+    kV (``None`` when the header has no KVP).
+
+    HU = stored × Rescale Slope + Rescale Intercept, both required in every slice (a missing one,
+    a slope of 0, or a NaN/infinite value raises; see :func:`_rescale`). Every file of the series
+    must be a complete slice: a truncated or empty file raises instead of being left out.
 
     Args:
-        folder: folder of the series' files (other files are skipped).
+        folder: folder of the series' files (files that are not DICOM are skipped).
         series_instance_uid: which series, when the folder holds several.
+
+    Raises:
+        InputError: naming the file and the tag for a missing, malformed or inconsistent value
+            (rescale, image size, pixel spacing, frame of reference, positions).
     """
     folder = Path(folder)
     items = select_series(read_series_headers(folder, "CT folder"), series_instance_uid, folder, "CT folder")
     for p, ds in items:
-        mod = str(ds.get("Modality", "") or "")
+        mod = dcm.text(ds, "Modality", p)
         if mod != "CT":
             raise InputError(f"{p}: {dcm.tag_name('Modality')} is {mod!r}; expected 'CT'")
+        _rescale(ds, p)  # every slice, before any pixel is read
     items, affine, _ = slice_stack_geometry(items, folder)
     slices = []
     for p, _hdr in items:
         ds = dcm.read_dataset(p, what="CT slice")
-        arr = dcm.pixel_array(ds, p).astype(np.float32)
-        pad = ds.get("PixelPaddingValue")
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        rows, cols = _rows_cols(ds, p)
+        arr = dcm.pixel_array(ds, p)
+        if arr.shape != (rows, cols):
+            raise InputError(f"{p}: pixel data has shape {arr.shape}; expected one slice of (Rows, "
+                             f"Columns) = {(rows, cols)}")
+        arr = arr.astype(np.float32)
+        pad = dcm.get(ds, "PixelPaddingValue", p, cast=float, default=None)
+        slope, inter = _rescale(ds, p)
         hu = arr * slope + inter
         if pad is not None:
-            hu[arr == float(pad)] = -1000.0
+            hu[arr == pad] = -1000.0
         slices.append(hu.T)  # [row, col] → [x=col, y=row]
     data = torch.from_numpy(np.stack(slices, axis=-1))
-    ref = items[0][1]
-    kvp = ref.get("KVP")
+    ref_path, ref = items[0]
+    kvp = dcm.get(ref, "KVP", ref_path, cast=float, default=None, bounds=dcm.KVP_KV)
     return Volume(
         data=data,
         affine=affine,
         modality="CT",
         units="HU",
-        frame_of_reference_uid=str(ref.get("FrameOfReferenceUID", "") or "") or None,
-        study_instance_uid=str(ref.get("StudyInstanceUID", "") or "") or None,
-        series_instance_uid=str(ref.get("SeriesInstanceUID", "") or "") or None,
+        frame_of_reference_uid=dcm.text(ref, "FrameOfReferenceUID", ref_path) or None,
+        study_instance_uid=dcm.text(ref, "StudyInstanceUID", ref_path) or None,
+        series_instance_uid=dcm.text(ref, "SeriesInstanceUID", ref_path) or None,
         source=tuple(str(p) for p, _ in items),
-        identity=dcm.identity(ref),
-        meta=dict(kvp=None if kvp in (None, "") else float(kvp), folder=str(folder)),
+        identity=dcm.identity(ref, ref_path),
+        meta=dict(kvp=kvp, folder=str(folder)),
     )
 
 

@@ -22,8 +22,14 @@ Keys used
 * ``data offset in bytes`` (or ``data starting block`` × 2048), default 0.
 * ``data rescale slope`` / ``data rescale offset`` (STIR): applied when present.
 
-Numbers may be written Fortran-style without the ``e`` (``+2.000000+00`` is 2.0), as in the
-published brain phantoms.
+Numbers (:func:`parse_number`) are decimal, optionally with an exponent written ``e``/``E``, as
+Fortran's double-precision ``D``/``d`` (``1.0D+03`` is 1000.0), or Fortran-style without a letter
+(``+2.000000+00`` is 2.0, as in the published brain phantoms). Anything else (``nan``, ``inf``,
+``1_000``, ``0x10``) and any number whose value overflows (``1+999``) is refused with an
+:class:`~spectdl.errors.InputError` naming the file, the key and what was expected. Each key has a
+physical range, stated in the message: pixel sizes 0 < value ≤ 50 mm, slice spacing
+0 < value ≤ 1000 mm, counts 1 … 10⁶, a rescale slope nonzero with ``|slope| ≤ 10³⁰``. Float data
+must be finite (NaN or ±inf voxels are refused, also when they appear on conversion to ``dtype``).
 
 Layout: the data are stored x fastest, then y, then slices; the tensor is ``[1, 1, nx, ny, nz]``
 (``[1, 1, nx, ny]`` for 2-D) with axes in that order, and no flip is applied.
@@ -41,6 +47,7 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.geometry import VoxelGrid
+from spectdl.io._dicom import Range
 
 _FORMATS = {
     ("unsigned integer", 1): "u1",
@@ -56,7 +63,13 @@ _FORMATS = {
     ("short float", 4): "f4",
     ("long float", 8): "f8",
 }
-_FORTRAN_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))([+-]\d+)$")
+# mantissa, then an exponent with a letter (e, E, Fortran's D, d) or Fortran's bare sign
+_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eEdD]([+-]?\d+)|([+-]\d+))?$")
+_PIXEL_MM = Range(0.0, 50.0, "mm", lo_open=True)
+_SLICE_MM = Range(0.0, 1000.0, "mm", lo_open=True)
+_COUNT = Range(1, 1_000_000)
+_SLOPE = Range(-1e30, 1e30, nonzero=True)
+_OFFSET = Range(-1e30, 1e30)
 
 
 def _normalise_key(key: str) -> str:
@@ -90,29 +103,48 @@ def read_interfile_header(header_path: str | Path) -> dict[str, str]:
     return header
 
 
-def _number(header: dict[str, str], key: str, path: Path, default: float | None = None) -> float | None:
-    if key not in header or header[key] == "":
-        return default
-    text = header[key].strip()
-    try:
-        value = float(text)
-    except ValueError:
-        m = _FORTRAN_NUMBER.match(text)
-        if m is None:
-            raise InputError(f"{path}: key {key!r} has value {text!r}; expected a number") from None
-        value = float(m.group(1)) * 10.0 ** int(m.group(2))
+def parse_number(text: str, key: str, path, bounds: Range | None = None, integer: bool = False) -> float:
+    """One Interfile number (module docstring for the accepted forms), finite and within ``bounds``.
+
+    Raises:
+        InputError: ``"<file>: key '<key>' has value '<text>'; expected <what>"``.
+    """
+    kind = "an integer" if integer else "a number"
+    what = kind if bounds is None else f"{kind}, {bounds}"
+    raw = str(text).strip()
+    m = _NUMBER.match(raw)
+    if m is None:
+        raise InputError(f"{path}: key {key!r} has value {raw[:80]!r}; expected {what}") from None
+    exponent = m.group(2) if m.group(2) is not None else m.group(3)
+    # float() of the text, not mantissa * 10**exponent: an overflow gives inf instead of an exception
+    value = float(m.group(1) + ("" if exponent is None else "e" + exponent))
     if not math.isfinite(value):
-        raise InputError(f"{path}: key {key!r} has value {text!r}; expected a finite number")
+        finite = f"a finite {'integer' if integer else 'number'}" + ("" if bounds is None else f", {bounds}")
+        raise InputError(f"{path}: key {key!r} has value {raw[:80]!r}; expected {finite}")
+    if (integer and value != int(value)) or (bounds is not None and value not in bounds):
+        raise InputError(f"{path}: key {key!r} has value {raw[:80]!r}; expected {what}")
     return value
 
 
+def parse_numbers(text: str, key: str, path, bounds: Range | None = None) -> list[float]:
+    """A list value ``{a, b, c}`` (or ``a b c``) of Interfile numbers, each as :func:`parse_number`."""
+    parts = [q for q in re.split(r"[,\s]+", str(text).strip().strip("{}").strip()) if q]
+    if not parts:
+        raise InputError(f"{path}: key {key!r} has value {str(text)[:80]!r}; expected numbers")
+    return [parse_number(q, key, path, bounds) for q in parts]
+
+
+def _number(header: dict[str, str], key: str, path: Path, default: float | None = None,
+            bounds: Range | None = None) -> float | None:
+    if key not in header or header[key].strip() == "":
+        return default
+    return parse_number(header[key], key, path, bounds)
+
+
 def _count(header: dict[str, str], key: str, path: Path) -> int | None:
-    value = _number(header, key, path)
-    if value is None:
+    if key not in header or header[key].strip() == "":
         return None
-    if value != int(value) or value < 1:
-        raise InputError(f"{path}: key {key!r} is {header[key]!r}; expected a positive integer")
-    return int(value)
+    return int(parse_number(header[key], key, path, _COUNT, integer=True))
 
 
 def interfile_geometry(header: dict[str, str], path: str | Path = "<header>", slice_units: str = "mm"):
@@ -133,30 +165,27 @@ def interfile_geometry(header: dict[str, str], path: str | Path = "<header>", sl
     sizes = []
     for axis in (1, 2):
         key = f"scaling factor (mm/pixel) [{axis}]"
-        value = _number(header, key, path)
+        value = _number(header, key, path, bounds=_PIXEL_MM)
         if value is None:
             warnings.warn(f"{path}: {key!r} is missing; assuming 1 mm", stacklevel=3)
             value = 1.0
-        if value <= 0:
-            raise InputError(f"{path}: key {key!r} is {header[key]!r}; expected a pixel size > 0 mm")
         sizes.append(value)
     shape: tuple[int, ...] = (nx, ny)
     if nz is not None:
-        sz = _number(header, "scaling factor (mm/pixel) [3]", path)
+        sz = _number(header, "scaling factor (mm/pixel) [3]", path, bounds=_SLICE_MM)
         if sz is None:
             for key in ("centre-centre slice separation (pixels)", "center-center slice separation (pixels)",
                         "slice thickness (pixels)"):
-                sz = _number(header, key, path)
+                sz = _number(header, key, path, bounds=Range(0.0, None, lo_open=True))
                 if sz is not None:
-                    if sz <= 0:
-                        raise InputError(f"{path}: key {key!r} is {header[key]!r}; expected a value > 0")
                     if slice_units == "pixels":
                         sz *= sizes[0]
+                    if sz not in _SLICE_MM:
+                        raise InputError(f"{path}: key {key!r} has value {header[key]!r}, a slice spacing of "
+                                         f"{sz:g} mm; expected {_SLICE_MM}")
                     break
         if sz is None:
             sz = sizes[0]
-        if sz <= 0:
-            raise InputError(f"{path}: the slice spacing is {sz}; expected a value > 0 mm")
         shape = (nx, ny, nz)
         sizes.append(sz)
     return shape, tuple(sizes)
@@ -218,11 +247,11 @@ def read_interfile(
         data_path = path.parent / data_path
     if not data_path.is_file():
         raise InputError(f"{path}: 'name of data file' points to {str(data_path)!r}, which does not exist")
-    offset = _number(header, "data offset in bytes", path)
+    offset = _number(header, "data offset in bytes", path, bounds=Range(0.0, None))
     if offset is None:
-        block = _number(header, "data starting block", path, 0.0)
+        block = _number(header, "data starting block", path, 0.0, bounds=Range(0.0, None))
         offset = block * 2048
-    if offset < 0 or offset != int(offset):
+    if offset != int(offset):
         raise InputError(f"{path}: 'data offset in bytes' is {offset}; expected a non-negative integer")
     offset = int(offset)
     n_values = math.prod(shape)
@@ -233,15 +262,27 @@ def read_interfile(
             f"{path}: data file {data_path.name!r} has {actual} bytes; the header describes {expected} "
             f"({'×'.join(map(str, shape))} values of {np_dtype.itemsize} bytes after an offset of {offset})"
         )
+    slope = _number(header, "data rescale slope", path, 1.0, bounds=_SLOPE)
+    intercept = _number(header, "data rescale offset", path, 0.0, bounds=_OFFSET)
     raw = np.fromfile(data_path, dtype=np_dtype, count=n_values, offset=offset)
     # File order: x fastest, then y, then slices -> C order (z, y, x); transpose to (x, y, z).
     array = raw.reshape(tuple(reversed(shape))).transpose(tuple(reversed(range(len(shape)))))
-    array = np.ascontiguousarray(array.astype(np.float64 if dtype == torch.float64 else np.float32))
+    np_out = np.float64 if dtype == torch.float64 else np.float32
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by name
+        array = np.ascontiguousarray(array.astype(np_out))
+        if slope != 1.0 or intercept != 0.0:
+            array = array * np_out(slope) + np_out(intercept)
+    # A NaN voxel passes every later "negative?" check (NaN < 0 is False), so it is refused here.
+    finite = np.isfinite(array)
+    if not finite.all():
+        n_nan = int(np.isnan(array).sum())
+        n_inf = int(array.size - finite.sum()) - n_nan
+        raise InputError(
+            f"{path}: data file {data_path.name!r} holds {n_nan} NaN and {n_inf} infinite value(s) out of "
+            f"{array.size} ({np_dtype.name} data, rescale slope {slope:g}, offset {intercept:g}, read as "
+            f"{np.dtype(np_out).name}); expected finite values"
+        )
     image = torch.from_numpy(array).to(device=device, dtype=dtype)
-    slope = _number(header, "data rescale slope", path, 1.0)
-    intercept = _number(header, "data rescale offset", path, 0.0)
-    if slope != 1.0 or intercept != 0.0:
-        image = image * slope + intercept
     return image[None, None], VoxelGrid(shape, voxel), header
 
 

@@ -9,6 +9,13 @@ Keys: ``number of projections`` (else ``number of images/energy window``, else a
 ``time per projection (sec)``, and the pixel sizes ``scaling factor (mm/pixel) [1]`` (radial) and
 ``[2]`` (axial). Images are stored window by window, view by view.
 
+Numbers are read by :func:`spectdl.io.interfile.parse_number` (Fortran forms accepted, NaN, inf and
+overflow refused) and must lie in a physical range, stated in the error message: counts 1 … 10⁶,
+``extent of rotation`` 0 < value ≤ 720 deg, ``start angle`` −360 … 360 deg, ``radius``
+0 < value ≤ 2000 mm, energy window levels 0 … 2000 keV with upper > lower, ``time per projection``
+0 < value ≤ 10⁵ s, ``first pixel offset`` within ±10⁵ mm. A window whose levels are absent is
+``(nan, nan)`` (not recorded).
+
 Interfile 3.3 does not pin down the frame of its angles (STIR discussion #1180). They are read
 here in DICOM's sense (0° at the patient's back, counter-clockwise seen from the feet), as STIR's
 ``SPECT_dicom_to_interfile`` copies DICOM's Start Angle and Rotation Direction into these keys, and
@@ -29,7 +36,6 @@ these (STIR) keys, else the grid centred on the origin (spectdl's phantom conven
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +43,8 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.geometry import Orbit
+from spectdl.io._dicom import Range
+from spectdl.io.interfile import parse_number, parse_numbers
 from spectdl.io.projections import Acquisition
 from spectdl.io.volume import Volume, check_affine
 
@@ -49,22 +57,33 @@ def _read(header_path):
     return read_interfile(header_path)
 
 
-def _num(header: dict, key: str, path, default=None) -> float | None:
+def _num(header: dict, key: str, path, default=None, bounds: Range | None = None) -> float | None:
+    """The number under ``key`` (:func:`~spectdl.io.interfile.parse_number`), ``default`` when absent."""
     text = header.get(key)
     if text is None or str(text).strip() == "":
         return default
-    try:
-        return float(str(text).strip())
-    except ValueError as exc:
-        raise InputError(f"{path}: key {key!r} has value {text!r}; expected a number") from exc
+    return parse_number(text, key, path, bounds)
 
 
-def _num_list(text: str, key: str, path) -> list[float]:
-    parts = [p for p in re.split(r"[,\s]+", str(text).strip().strip("{}").strip()) if p]
-    try:
-        return [float(p) for p in parts]
-    except ValueError as exc:
-        raise InputError(f"{path}: key {key!r} has value {text!r}; expected numbers") from exc
+def _int(header: dict, key: str, path, default=None) -> int | None:
+    text = header.get(key)
+    if text is None or str(text).strip() == "":
+        return default
+    return int(parse_number(text, key, path, _COUNT, integer=True))
+
+
+def _num_list(text: str, key: str, path, bounds: Range | None = None) -> list[float]:
+    return parse_numbers(text, key, path, bounds)
+
+
+# Physical ranges of the projection keys, stated in the error messages.
+_COUNT = Range(1, 1_000_000)
+_EXTENT_DEG = Range(0.0, 720.0, "deg", lo_open=True)
+_ANGLE_DEG = Range(-360.0, 360.0, "deg")
+_RADIUS_MM = Range(0.0, 2000.0, "mm", lo_open=True)
+_ENERGY_KEV = Range(0.0, 2000.0, "keV")
+_TIME_S = Range(0.0, 1e5, "s", lo_open=True)
+_POSITION_MM = Range(-1e5, 1e5, "mm")
 
 
 def read_interfile_projections(
@@ -84,17 +103,16 @@ def read_interfile_projections(
         raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a stack of views")
     data = image[0, 0]  # [cols, rows, images]
     n_images = data.shape[2]
-    n_win = int(_num(header, "number of energy windows", path, 1))
-    n_proj = _num(header, "number of projections", path)
+    n_win = _int(header, "number of energy windows", path, 1)
+    n_proj = _int(header, "number of projections", path)
     if n_proj is None:
-        n_proj = _num(header, "number of images/energy window", path, n_images / max(n_win, 1))
-    n_proj = int(n_proj)
+        n_proj = _int(header, "number of images/energy window", path, n_images // n_win)
     if n_proj < 1 or n_proj * n_win != n_images:
         raise InputError(f"{path}: {n_images} images but 'number of projections' {n_proj} × 'number of "
                          "energy "
                          f"windows' {n_win} = {n_proj * n_win}; expected equal")
-    extent = _num(header, "extent of rotation", path, 360.0)
-    start = _num(header, "start angle", path, 0.0)
+    extent = _num(header, "extent of rotation", path, 360.0, _EXTENT_DEG)
+    start = _num(header, "start angle", path, 0.0, _ANGLE_DEG)
     direction = str(header.get("direction of rotation", "CCW")).strip().upper()
     if direction in ("CC",):
         direction = "CCW"
@@ -103,7 +121,7 @@ def read_interfile_projections(
     radius_text = header.get("radius") or header.get("radii")
     if radius_text is None:
         raise InputError(f"{path}: key 'radius' is missing; expected the radius of rotation in mm")
-    radii = _num_list(radius_text, "radius", path)
+    radii = _num_list(radius_text, "radius", path, _RADIUS_MM)
     if len(radii) == 1:
         radii = radii * n_proj
     if len(radii) != n_proj:
@@ -117,8 +135,11 @@ def read_interfile_projections(
 
     windows = []
     for w in range(1, n_win + 1):
-        lo = _num(header, f"energy window lower level [{w}]", path)
-        hi = _num(header, f"energy window upper level [{w}]", path)
+        lo = _num(header, f"energy window lower level [{w}]", path, bounds=_ENERGY_KEV)
+        hi = _num(header, f"energy window upper level [{w}]", path, bounds=_ENERGY_KEV)
+        if lo is not None and hi is not None and not hi > lo:
+            raise InputError(f"{path}: key 'energy window upper level [{w}]' is {hi:g} keV; expected "
+                             f"more than 'energy window lower level [{w}]' {lo:g} keV")
         windows.append((math.nan if lo is None else lo, math.nan if hi is None else hi))
     counts = data.permute(2, 0, 1).reshape(n_win, n_proj, data.shape[0], data.shape[1])  # [W, V, cols, rows]
     counts = counts.flip(-1) if mirror_radial else counts.flip(-1).flip(-2)
@@ -127,7 +148,7 @@ def read_interfile_projections(
     n_r, n_z = data.shape[0], data.shape[1]
     affine = np.diag([dr, dr, dz, 1.0])
     affine[:3, 3] = -np.array([(n_r - 1) / 2 * dr, (n_r - 1) / 2 * dr, (n_z - 1) / 2 * dz])
-    tpp = _num(header, "time per projection (sec)", path)
+    tpp = _num(header, "time per projection (sec)", path, bounds=_TIME_S)
     return Acquisition(
         _counts=counts,
         windows=windows,
@@ -156,7 +177,8 @@ def read_interfile_volume(header_path: str | Path, *, affine=None) -> Volume:
         raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a 3-D volume")
     if affine is None:
         A = np.diag(list(grid.voxel_size_mm) + [1.0])
-        offsets = [_num(header, f"first pixel offset (mm) [{a}]", path) for a in (1, 2, 3)]
+        offsets = [_num(header, f"first pixel offset (mm) [{a}]", path, bounds=_POSITION_MM)
+                   for a in (1, 2, 3)]
         if all(o is not None for o in offsets):
             A[:3, 3] = offsets
         else:

@@ -37,6 +37,20 @@ of the reconstruction grid, on the axis, is
 (û points from the axis to the detector). For the GE Discovery 670 file of the shared data this
 puts the axis 0.8 mm from GE's own axis-aligned reading (a fifth of a voxel, from the 0.16° start
 angle). Without Image Position the grid is centred on the patient origin (documented fallback).
+
+Checked values
+--------------
+Every tag is read through the checked accessors of :mod:`spectdl.io._dicom`: a value that cannot
+be decoded, is not a number, is NaN or ±inf, or lies outside its physical range is an
+:class:`~spectdl.errors.InputError` that names the file, the tag (keyword and hex), the sequence
+item and the range. The ranges: Pixel Spacing 0 < value ≤ 50 mm; Radial Position 0 < value ≤ 2000
+mm; Image Position within ±10⁵ mm; Center of Rotation Offset within ±1000 mm; Start Angle within
+±360 deg; Angular Step nonzero (a zero step put every view at one angle) within ±360 deg; Gantry
+Detector Tilt within ±90 deg (and then 0; a missing tilt is untilted, a NaN one an error); energy
+window limits 0 … 2000 keV with upper > lower; Actual Frame Duration 0 < value ≤ 10⁸ ms;
+Number of Frames 1 … 10⁶, Rows and Columns 1 … 65535. An empty Energy Window Range Sequence, and
+a truncated file (a value shorter than its declared length, or bytes left after the last complete
+element), are errors too.
 """
 
 from __future__ import annotations
@@ -232,7 +246,7 @@ def read_projections(
 
     Args:
         path: the DICOM file.
-        radius_mm: radius of rotation to use when the file records no Radial Position.
+        radius_mm: radius of rotation (mm) to use when the file records no Radial Position.
         ignore_orientation: take every detector image in the default orientation (seen from the
             detector, head at the top) whatever its Image Orientation (Patient) says; for files
             whose orientation tags do not follow the start angle.
@@ -242,16 +256,24 @@ def read_projections(
 
     Raises:
         InputError: the file is missing, not DICOM, truncated, not NM TOMO, lacks a tag the
-            geometry needs, or its frame vectors do not match the frames.
+            geometry needs, holds a malformed, non-finite or out-of-range value (module docstring,
+            "Checked values"), or its frame vectors do not match the frames. ``radius_mm`` outside
+            0 < value ≤ 2000 mm is refused too.
     """
     path = Path(path)
+    if radius_mm is not None:
+        number = isinstance(radius_mm, (int, float)) and not isinstance(radius_mm, bool)
+        r = float(radius_mm) if number else None
+        if r is None or not math.isfinite(r) or r not in dcm.RADIUS_MM:
+            raise InputError(f"radius_mm: {radius_mm!r}; expected {dcm.RADIUS_MM}")
+        radius_mm = r
     ds = dcm.read_dataset(path, what="projection file")
-    modality = str(ds.get("Modality", "") or "")
+    modality = dcm.text(ds, "Modality", path)
     if modality != "NM":
         raise InputError(
             f"{path}: {dcm.tag_name('Modality')} is {modality!r}; expected 'NM' (raw SPECT projections)"
         )
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    image_type = [v.upper() for v in dcm.texts(ds, "ImageType", path)]
     kind = image_type[2] if len(image_type) > 2 else ""
     if kind != "TOMO" and not (kind == "" and "RotationInformationSequence" in ds):
         hint = {"RECON TOMO": "use read_volume_series for reconstructed volumes",
@@ -262,13 +284,11 @@ def read_projections(
             f"{path}: {dcm.tag_name('ImageType')} value 3 is {kind!r}; expected 'TOMO'"
             + (f" ({hint[kind]})" if kind in hint else "")
         )
-    n_frames = dcm.get(ds, "NumberOfFrames", path, cast=int)
-    rows = dcm.get(ds, "Rows", path, cast=int)
-    cols = dcm.get(ds, "Columns", path, cast=int)
-    spacing = dcm.floats(dcm.get(ds, "PixelSpacing", path), 2, path, "PixelSpacing")
-    dz, dr = spacing  # adjacent-row spacing (axial), adjacent-column spacing (radial)
-    if dz <= 0 or dr <= 0:
-        raise InputError(f"{path}: {dcm.tag_name('PixelSpacing')} is {spacing}; expected positive values")
+    n_frames = dcm.get(ds, "NumberOfFrames", path, cast=int, bounds=dcm.N_FRAMES)
+    rows = dcm.get(ds, "Rows", path, cast=int, bounds=dcm.N_PIXELS)
+    cols = dcm.get(ds, "Columns", path, cast=int, bounds=dcm.N_PIXELS)
+    # adjacent-row spacing (axial), adjacent-column spacing (radial)
+    dz, dr = dcm.vector(ds, "PixelSpacing", path, n=2, bounds=dcm.PIXEL_SPACING_MM)
 
     vectors = _frame_vectors(ds, path, n_frames)
     for kw in _GATED:
@@ -277,34 +297,35 @@ def read_projections(
                              "supported")
 
     # Energy windows
-    ew_seq = dcm.get(ds, "EnergyWindowInformationSequence", path)
     windows, names, ranges = [], [], []
-    for k, item in enumerate(ew_seq):
+    for k, item in enumerate(dcm.sequence(ds, "EnergyWindowInformationSequence", path)):
         where = f"EnergyWindowInformationSequence item {k + 1}"
-        rseq = dcm.get(item, "EnergyWindowRangeSequence", path, where=where)
         rr = []
-        for r in rseq:
-            lo = dcm.get(r, "EnergyWindowLowerLimit", path, where=where, cast=float)
-            hi = dcm.get(r, "EnergyWindowUpperLimit", path, where=where, cast=float)
+        for j, r in enumerate(dcm.sequence(item, "EnergyWindowRangeSequence", path, where=where)):
+            at = f"{where}, EnergyWindowRangeSequence item {j + 1}"
+            lo = dcm.get(r, "EnergyWindowLowerLimit", path, where=at, cast=float, bounds=dcm.ENERGY_KEV)
+            hi = dcm.get(r, "EnergyWindowUpperLimit", path, where=at, cast=float, bounds=dcm.ENERGY_KEV)
             if not hi > lo:
-                raise InputError(f"{path}: {where}: energy window {lo}–{hi} keV; expected upper > lower")
+                raise InputError(f"{path}: tag {dcm.tag_name('EnergyWindowUpperLimit')} in {at} is {hi} keV; "
+                                 f"expected more than {dcm.tag_name('EnergyWindowLowerLimit')} {lo} keV")
             rr.append((lo, hi))
         windows.append(rr[0])
         ranges.append(rr)
-        names.append(str(item.get("EnergyWindowName", "") or ""))
+        names.append(dcm.text(item, "EnergyWindowName", path, where=where))
     n_win = len(windows)
-    n_win_tag = ds.get("NumberOfEnergyWindows")
-    if n_win_tag is not None and int(n_win_tag) != n_win:
+    n_win_tag = dcm.get(ds, "NumberOfEnergyWindows", path, cast=int, default=None, bounds=dcm.COUNT)
+    if n_win_tag is not None and n_win_tag != n_win:
         raise InputError(
-            f"{path}: {dcm.tag_name('NumberOfEnergyWindows')} is {int(n_win_tag)} but the "
+            f"{path}: {dcm.tag_name('NumberOfEnergyWindows')} is {n_win_tag} but the "
             f"{dcm.tag_name('EnergyWindowInformationSequence')} has {n_win} items; expected equal"
         )
 
-    det_seq = list(dcm.get(ds, "DetectorInformationSequence", path))
-    rot_seq = list(dcm.get(ds, "RotationInformationSequence", path))
-    ew = vectors.get("EnergyWindowVector", np.ones(n_frames, dtype=int))
-    dv = vectors.get("DetectorVector", np.ones(n_frames, dtype=int))
-    rv = vectors.get("RotationVector", np.ones(n_frames, dtype=int))
+    det_seq = dcm.sequence(ds, "DetectorInformationSequence", path)
+    rot_seq = dcm.sequence(ds, "RotationInformationSequence", path)
+    ones = np.ones(n_frames, dtype=np.int64)
+    ew = vectors.get("EnergyWindowVector", ones)
+    dv = vectors.get("DetectorVector", ones)
+    rv = vectors.get("RotationVector", ones)
     checks = (("EnergyWindowVector", ew, n_win), ("DetectorVector", dv, len(det_seq)),
               ("RotationVector", rv, len(rot_seq)))
     for kw, vec, n in checks:
@@ -317,19 +338,22 @@ def read_projections(
     rot_info = []
     for k, item in enumerate(rot_seq):
         where = f"RotationInformationSequence item {k + 1}"
-        direction = str(dcm.get(item, "RotationDirection", path, where=where)).strip().upper()
+        direction = dcm.get(item, "RotationDirection", path, where=where, cast=str).strip().upper()
         if direction in ("CCW",):
             direction = "CC"
         if direction not in ("CC", "CW"):
             raise InputError(f"{path}: {dcm.tag_name('RotationDirection')} in {where} is {direction!r}; "
                              "expected 'CC' or 'CW'")
         rot_info.append(dict(
-            start=dcm.get(item, "StartAngle", path, where=where, cast=float),
-            step=dcm.get(item, "AngularStep", path, where=where, cast=float),
+            start=dcm.get(item, "StartAngle", path, where=where, cast=float, bounds=dcm.ANGLE_DEG),
+            # a zero step would put every view at one angle
+            step=dcm.get(item, "AngularStep", path, where=where, cast=float, bounds=dcm.ANGULAR_STEP_DEG),
             direction=direction,
-            n_views=item.get("NumberOfFramesInRotation"),
-            duration_ms=item.get("ActualFrameDuration"),
-            radial=item.get("RadialPosition"),
+            n_views=dcm.get(item, "NumberOfFramesInRotation", path, where=where, cast=int, default=None,
+                            bounds=dcm.COUNT),
+            duration_ms=dcm.get(item, "ActualFrameDuration", path, where=where, cast=float, default=None,
+                                bounds=dcm.FRAME_DURATION_MS),
+            radial=dcm.vector(item, "RadialPosition", path, where=where, default=None, bounds=dcm.RADIUS_MM),
             where=where,
         ))
     directions = {r["direction"] for r in rot_info}
@@ -364,38 +388,43 @@ def read_projections(
             continue
         for d in sorted({k[0] for k in view_keys}):
             got = sum(1 for k in view_keys if k[0] == d and k[1] == r_idx)
-            if got != int(r["n_views"]):
+            if got != r["n_views"]:
                 raise InputError(
                     f"{path}: detector {d}, rotation {r_idx} has {got} frames per window but "
-                    f"{dcm.tag_name('NumberOfFramesInRotation')} is {int(r['n_views'])}; expected equal"
+                    f"{dcm.tag_name('NumberOfFramesInRotation')} is {r['n_views']}; expected equal"
                 )
 
     # Detector orientation, start angle and radii
-    n_det_tag = ds.get("NumberOfDetectors")
-    if n_det_tag is not None and int(n_det_tag) != len(det_seq):
-        raise InputError(f"{path}: {dcm.tag_name('NumberOfDetectors')} is {int(n_det_tag)} but the "
+    n_det_tag = dcm.get(ds, "NumberOfDetectors", path, cast=int, default=None, bounds=dcm.COUNT)
+    if n_det_tag is not None and n_det_tag != len(det_seq):
+        raise InputError(f"{path}: {dcm.tag_name('NumberOfDetectors')} is {n_det_tag} but the "
                          f"{dcm.tag_name('DetectorInformationSequence')} has {len(det_seq)} items; expected "
                          "equal")
     det_info = {}
     for d in sorted({k[0] for k in view_keys}):
         item = det_seq[d - 1]
         where = f"DetectorInformationSequence item {d}"
-        tilt = float(item.get("GantryDetectorTilt", 0) or 0)
+        # A missing tilt is an untilted detector; a NaN one is a corrupt file (the accessor refuses it).
+        tilt = dcm.get(item, "GantryDetectorTilt", path, where=where, cast=float, default=0.0,
+                       bounds=dcm.TILT_DEG)
         if abs(tilt) > 1e-3:
             raise InputError(f"{path}: {dcm.tag_name('GantryDetectorTilt')} in {where} is {tilt} deg; "
                              "expected 0 (untilted)")
-        start_det = item.get("StartAngle")
+        start_det = dcm.get(item, "StartAngle", path, where=where, cast=float, default=None,
+                            bounds=dcm.ANGLE_DEG)
         if start_det is None and len(det_seq) > 1 and len(rot_info) == 1:
             raise InputError(f"{path}: {dcm.tag_name('StartAngle')} is missing in {where}; expected the "
                              "start angle of "
                              f"each detector of a {len(det_seq)}-detector acquisition")
         det_info[d] = dict(
-            start=None if start_det is None else float(start_det),
-            iop=item.get("ImageOrientationPatient"),
-            ipp=item.get("ImagePositionPatient"),
-            radial=item.get("RadialPosition"),
-            cor=float(item.get("CenterOfRotationOffset", 0) or 0),
-            collimator=str(item.get("CollimatorGridName", "") or "") or None,
+            start=start_det,
+            iop=dcm.vector(item, "ImageOrientationPatient", path, n=6, where=where, default=None),
+            ipp=dcm.vector(item, "ImagePositionPatient", path, n=3, where=where, default=None,
+                           bounds=dcm.POSITION_MM),
+            radial=dcm.vector(item, "RadialPosition", path, where=where, default=None, bounds=dcm.RADIUS_MM),
+            cor=dcm.get(item, "CenterOfRotationOffset", path, where=where, cast=float, default=0.0,
+                        bounds=dcm.COR_OFFSET_MM),
+            collimator=dcm.text(item, "CollimatorGridName", path, where=where) or None,
             where=where,
         )
 
@@ -449,7 +478,7 @@ def read_projections(
     affine[:3, 3] = centre - np.array([(cols - 1) / 2 * dr, (cols - 1) / 2 * dr, (rows - 1) / 2 * dz])
 
     durations = {r["duration_ms"] for r in rot_info if r["duration_ms"] is not None}
-    time_per_view = float(durations.pop()) / 1000.0 if len(durations) == 1 else None
+    time_per_view = durations.pop() / 1000.0 if len(durations) == 1 else None
     return Acquisition(
         _counts=torch.from_numpy(counts),
         windows=windows,
@@ -458,46 +487,45 @@ def read_projections(
         pixel_size_mm=dr,
         axial_pixel_size_mm=dz,
         time_per_view_s=time_per_view,
-        radionuclide=_radionuclide(ds),
+        radionuclide=_radionuclide(ds, path),
         affine=affine,
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or "") or None,
-        study_instance_uid=str(ds.get("StudyInstanceUID", "") or "") or None,
+        frame_of_reference_uid=dcm.text(ds, "FrameOfReferenceUID", path) or None,
+        study_instance_uid=dcm.text(ds, "StudyInstanceUID", path) or None,
         dicom_angles_deg=tuple(phi[k] for k in order),
         rotation_direction=direction,
         collimator=first_det["collimator"],
         source=str(path),
-        identity=dcm.identity(ds),
+        identity=dcm.identity(ds, path),
         meta=dict(
-            manufacturer=str(ds.get("Manufacturer", "") or ""),
-            model=str(ds.get("ManufacturerModelName", "") or ""),
+            manufacturer=dcm.text(ds, "Manufacturer", path),
+            model=dcm.text(ds, "ManufacturerModelName", path),
             window_ranges=ranges,
             flips={d: dict(reverse_columns=bool(f[0]), reverse_rows=bool(f[1])) for d, f in flips.items()},
             center_of_rotation_offset_mm={d: det["cor"] for d, det in det_info.items()},
             view_keys=order,
             axis_centre_mm=centre.tolist(),
-            series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+            series_instance_uid=dcm.text(ds, "SeriesInstanceUID", path),
         ),
     )
 
 
 def _frame_vectors(ds, path, n_frames: int) -> dict[str, np.ndarray]:
     """The vectors the Frame Increment Pointer names, each checked to hold one value per frame."""
-    fip = ds.get("FrameIncrementPointer")
-    if fip is None:
+    if dcm.element(ds, "FrameIncrementPointer", path) is None:
         raise InputError(f"{path}: {dcm.tag_name('FrameIncrementPointer')} is missing; expected the frame "
                          "layout")
-    pointers = list(fip) if isinstance(fip, (list, tuple)) or type(fip).__name__ == "MultiValue" else [fip]
+    pointers = dcm.vector(ds, "FrameIncrementPointer", path, cast=int, bounds=dcm.Range(0, 0xFFFFFFFF))
     out: dict[str, np.ndarray] = {}
     for tag in pointers:
-        key = (int(tag) >> 16, int(tag) & 0xFFFF)
+        key = (tag >> 16, tag & 0xFFFF)
         kw = _VECTORS.get(key)
         if kw is None:
             continue  # e.g. Frame Time: not a layout vector
-        if kw not in ds or ds.get(kw) is None:
+        if dcm.element(ds, kw, path) is None:
             raise InputError(f"{path}: {dcm.tag_name('FrameIncrementPointer')} names {dcm.tag_name(kw)}, "
                              "which is missing")
-        vec = ds.get(kw)
-        vec = np.atleast_1d(np.asarray(list(vec) if hasattr(vec, "__iter__") else [vec], dtype=np.int64))
+        # US values; the range 1..n of the sequence they index is checked by the caller
+        vec = np.asarray(dcm.vector(ds, kw, path, cast=int, bounds=dcm.Range(0, 65535)), dtype=np.int64)
         if vec.size != n_frames:
             raise InputError(
                 f"{path}: {dcm.tag_name(kw)} has {vec.size} values but {dcm.tag_name('NumberOfFrames')} is "
@@ -508,10 +536,11 @@ def _frame_vectors(ds, path, n_frames: int) -> dict[str, np.ndarray]:
 
 
 def _radius(det_radial, rot_radial, view: int, override, path, det_where, rot_where) -> float:
-    for value, where in ((det_radial, det_where), (rot_radial, rot_where)):
-        if value is None or (hasattr(value, "__len__") and not isinstance(value, str) and len(value) == 0):
+    """The radius of ``view`` (1-based): the detector's Radial Position, else the rotation's, else
+    ``override``. Values were checked against :data:`~spectdl.io._dicom.RADIUS_MM` when read."""
+    for vals, where in ((det_radial, det_where), (rot_radial, rot_where)):
+        if not vals:
             continue
-        vals = dcm.floats(value, None, path, "RadialPosition", f"in {where} ")
         if len(vals) == 1:
             return vals[0]
         if view > len(vals):
@@ -552,7 +581,7 @@ def _detector_flips(det: dict, phi0: float, path) -> tuple[bool, bool]:
 def _axis_centre(det: dict, phi0: float, rows: int, cols: int, dr: float, dz: float, path) -> np.ndarray:
     if det["ipp"] is None:
         return np.zeros(3)
-    ipp = np.array(dcm.floats(det["ipp"], 3, path, "ImagePositionPatient", f"in {det['where']} "))
+    ipp = np.array(det["ipp"], dtype=np.float64)
     if det["iop"] is None:
         rad = math.radians(phi0)
         r0, c0 = np.array([-math.cos(rad), math.sin(rad), 0.0]), np.array([0.0, 0.0, -1.0])
@@ -563,15 +592,15 @@ def _axis_centre(det: dict, phi0: float, rows: int, cols: int, dr: float, dz: fl
     return ipp + 0.5 * (cols - 1) * dr * r0 + 0.5 * (rows - 1) * dz * c0 - 0.5 * (cols - 1) * dr * u
 
 
-def _radionuclide(ds) -> str | None:
-    seq = ds.get("RadiopharmaceuticalInformationSequence") or []
-    for item in seq:
-        codes = item.get("RadionuclideCodeSequence") or []
-        for c in codes:
-            meaning = str(c.get("CodeMeaning", "") or "")
+def _radionuclide(ds, path) -> str | None:
+    seq = dcm.sequence(ds, "RadiopharmaceuticalInformationSequence", path, default=[])
+    for k, item in enumerate(seq):
+        where = f"RadiopharmaceuticalInformationSequence item {k + 1}"
+        for c in dcm.sequence(item, "RadionuclideCodeSequence", path, where=where, default=[]):
+            meaning = dcm.text(c, "CodeMeaning", path, where=f"{where}, RadionuclideCodeSequence")
             if meaning:
                 return meaning
-        name = str(item.get("Radiopharmaceutical", "") or "")
+        name = dcm.text(item, "Radiopharmaceutical", path, where=where)
         if name:
             return name
     return None

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from spectdl.errors import GeometryError, InputError
 from spectdl.geometry import VoxelGrid
-from spectdl.io.interfile import read_interfile
+from spectdl.io.interfile import parse_number, read_interfile
 from spectdl.materials import mu_per_cm
 from spectdl.phantoms.base import Phantom, check_batch_size, check_dtype, check_grid, check_number
 
@@ -81,10 +81,12 @@ def read_material_ranges(path: str | Path) -> list[tuple[int, int, str]]:
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         parts = line.split()
-        try:
-            lo, hi, name = float(parts[0]), float(parts[1]), parts[2]
-        except (IndexError, ValueError):
-            raise InputError(f"{path}: row {number} is {line!r}; expected 'low high MaterialName'") from None
+        if len(parts) < 3:
+            raise InputError(f"{path}: row {number} is {line!r}; expected 'low high MaterialName'")
+        # The checked Interfile number parser: NaN, ±inf and overflowing Fortran forms are named errors.
+        lo = parse_number(parts[0], f"row {number} (low)", path)
+        hi = parse_number(parts[1], f"row {number} (high)", path)
+        name = parts[2]
         if hi < lo:
             raise InputError(f"{path}: row {number} has low {lo} > high {hi}")
         rows.append((int(lo), int(hi), name))
