@@ -95,3 +95,25 @@ def test_enhance_volume_divides_input_and_multiplies_output_back():
     torch.testing.assert_close(spy.seen[0][0], v / mean)
     # ... and its output of ones comes back as the mean
     torch.testing.assert_close(out, torch.full_like(v, mean))
+
+
+def test_output_scale_divides_the_training_target_and_multiplies_the_output():
+    from spectdl.data import transforms as T
+    from spectdl.data.normalization import Normalization
+
+    norm = {"inputs": ["mean", "none"], "output": None, "output_scale": 10.0, "output_min": 0.0}
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 8, 8, generator=g) + 0.5
+    target = 9.0 * torch.rand(1, 8, 8, generator=g)
+    sample, _ = T.NormalizeChannels(norm, target_statistic=None)({"input": x, "target": target})
+    torch.testing.assert_close(sample["target"], target / 10.0)
+    torch.testing.assert_close(sample["input"][0], x[0] / x[0].double().mean().float())
+    torch.testing.assert_close(sample["input"][1], x[1])
+    n = Normalization.from_meta({"normalization": norm})
+    assert n.to_meta()["output_scale"] == 10.0
+    # Inference restores the target's units: ỹ · 10, clamped at 0.
+    torch.testing.assert_close(n.restore(sample["target"] - 0.05, [1.0, 1.0]), (target - 0.5).clamp_min(0))
+    with pytest.raises(InputError, match="output_scale"):
+        Normalization.from_meta({"normalization": {"output_scale": 0}})
+    with pytest.raises(InputError, match="needs normalization.output"):
+        T.NormalizeChannels({"inputs": ["mean"]}, target_statistic=None)({"input": x, "target": target})

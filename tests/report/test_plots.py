@@ -43,6 +43,15 @@ def test_metric_boxplot_annotates_the_paired_p_value(tmp_path, render):
         metric_boxplot(df, ["input", "gan"], pairs=[("input", "unet")])
 
 
+def test_metric_boxplot_draws_identical_pairs_without_a_p_value(tmp_path, render):
+    df = pd.DataFrame({"osem": [20.0, 21.0], "same": [20.0, 21.0], "other": [18.0, 25.0]})
+    fig = metric_boxplot(df, ylabel="PSNR (dB)")
+    render(fig, tmp_path / "box.png")
+    # osem vs same: every difference is zero, the signed-rank test is undefined: no bracket for it.
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == [f"p = {stats.wilcoxon(df['osem'], df['other']).pvalue:.3f}"]
+
+
 def test_roc_plot(tmp_path, render):
     truth = np.r_[np.ones(20), np.zeros(25)]
     score = truth + np.sin(np.arange(45.0))

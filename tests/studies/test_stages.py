@@ -57,3 +57,12 @@ def test_best_fixed_iteration_is_the_minimum_of_the_mean_curve():
     assert k == 3  # the first of the tied minima
     with pytest.raises(InputError):
         baselines.best_fixed_iteration({})
+
+
+def test_consistency_flags_mark_methods_far_above_the_noise_floor():
+    rows = [{"case": c, "method": m, "metric": "deviance", "value": v, "dataset": "d", "level": "noisy"}
+            for c in ("a", "b") for m, v in (("truth", 1.0), ("osem", 0.8), ("net", 2.5), ("ok", 1.5))]
+    rows.append({"case": "a", "method": "net", "metric": "mse", "value": 9.0, "dataset": "d", "level": "noisy"})
+    flags = stages.consistency_flags(rows, references=("truth", "osem"), factor=2.0)
+    assert flags == [{"dataset": "d", "level": "noisy", "method": "net", "deviance": 2.5, "reference_deviance": 1.0}]
+    assert stages.consistency_flags([], references=("truth",)) == []

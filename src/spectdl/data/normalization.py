@@ -4,7 +4,8 @@ A network trained on scaled images (e.g. every input divided by its mean, the ta
 number) must see its input scaled the same way at inference, and its output scaled back:
 
     x̃_c = (x_c + o_c) / s_c    for every input channel c,
-    y   = ỹ · s_o              (o = the channel named by ``output``; no rescaling when it is null),
+    y   = ỹ · s_o · k          (o = the channel named by ``output``, s_o = 1 when it is null;
+                                k = ``output_scale``, default 1),
     y   = max(y, output_min)   when ``output_min`` is set.
 
 Each ``s_c`` comes from the whole volume (never from a window or a slice, which would make the
@@ -16,6 +17,7 @@ Checkpoint metadata (``meta["normalization"]``, all keys optional)::
       inputs: [mean_positive, 0.15]   # per input channel: a statistic or a fixed divisor
       output: 0                       # multiply the output by the divisor of input channel 0
       output_min: 0.0                 # clamp the output from below (activity is never negative)
+      output_scale: 1.0               # a fixed factor of the output (targets are divided by it in training)
       offsets: [0, 1000]              # per input channel, added before dividing (CT: (HU + 1000) / 1000)
 
 The offsets let a CT channel in Hounsfield units enter as a density-like image (air 0, water 1,
@@ -84,12 +86,15 @@ class Normalization:
         output: index of the input channel whose divisor multiplies the output, or ``None``.
         output_min: lower bound of the output, or ``None``.
         offsets: one number per input channel added before dividing (missing channels: 0).
+        output_scale: a fixed positive factor of the output (e.g. 10 so that a network with a sigmoid
+            decoder learns activities up to 9 as values below 1).
     """
 
     inputs: tuple[Divisor, ...] = ()
     output: Optional[int] = None
     output_min: Optional[float] = None
     offsets: tuple[float, ...] = ()
+    output_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for c, how in enumerate(self.inputs):
@@ -100,6 +105,8 @@ class Normalization:
         if self.output is not None and (isinstance(self.output, bool) or not isinstance(self.output, int)
                                         or self.output < 0):
             raise InputError(f"normalization.output: {self.output!r}; expected an input channel index >= 0 or null")
+        if not (_is_number(self.output_scale) and self.output_scale > 0):
+            raise InputError(f"normalization.output_scale: {self.output_scale!r}; expected a positive number")
         if self.output_min is not None and not _is_number(self.output_min):
             raise InputError(f"normalization.output_min: {self.output_min!r}; expected a finite number or null")
         for c, o in enumerate(self.offsets):
@@ -121,10 +128,11 @@ class Normalization:
             spec = {"inputs": [spec], "output": 0}
         if not isinstance(spec, Mapping):
             raise InputError(f"{where}: normalization is a {type(spec).__name__}; expected a mapping or a statistic name")
-        unknown = sorted(set(spec) - {"inputs", "output", "output_min", "offsets"})
+        unknown = sorted(set(spec) - {"inputs", "output", "output_min", "offsets", "output_scale"})
         if unknown:
             raise InputError(
-                f"{where}: normalization has unknown keys {unknown}; expected inputs, output, output_min, offsets"
+                f"{where}: normalization has unknown keys {unknown}; expected inputs, output, output_min, offsets, "
+                "output_scale"
             )
         inputs = spec.get("inputs", [])
         if isinstance(inputs, (str, int, float)):
@@ -133,7 +141,8 @@ class Normalization:
         if not isinstance(offsets, (list, tuple)):
             raise InputError(f"{where}: normalization.offsets is {offsets!r}; expected a list of numbers")
         try:
-            return cls(tuple(inputs), spec.get("output"), spec.get("output_min"), tuple(offsets))
+            return cls(tuple(inputs), spec.get("output"), spec.get("output_min"), tuple(offsets),
+                       spec.get("output_scale", 1.0))
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
 
@@ -142,6 +151,8 @@ class Normalization:
         meta: dict[str, Any] = {"inputs": list(self.inputs), "output": self.output, "output_min": self.output_min}
         if any(o != 0 for o in self.offsets):
             meta["offsets"] = [float(o) for o in self.offsets]
+        if self.output_scale != 1.0:
+            meta["output_scale"] = float(self.output_scale)
         return meta
 
     def scales(self, volume: torch.Tensor) -> list[float]:
@@ -187,6 +198,8 @@ class Normalization:
         """The network's output ``ỹ [C_out, *spatial]`` in the input's units (module docstring)."""
         if self.output is not None:
             output = output * scales[self.output]
+        if self.output_scale != 1.0:
+            output = output * self.output_scale
         if self.output_min is not None:
             output = output.clamp_min(self.output_min)
         return output

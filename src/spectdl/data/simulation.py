@@ -125,21 +125,26 @@ def split_ranges(config: SimulationConfig) -> dict[str, tuple[int, int]]:
 
 
 def _projector(config: SimulationConfig, grid, device: torch.device):
-    from spectdl.geometry import Collimator, Orbit
-    from spectdl.physics import SpectProjector
-
     o = config.orbit
     key = (grid, o.n_angles, o.radius_mm, o.arc_deg, o.start_deg, o.direction, config.collimator,
            config.recon is not None, str(device))
     proj = _PROJECTORS.get(key)
     if proj is None:
-        radius = o.radius_mm if o.radius_mm is not None else grid.extent_mm[0] / 2.0
-        orbit = Orbit.circular(o.n_angles, radius, o.arc_deg, o.start_deg, o.direction)
-        coll = None if config.collimator is None else Collimator.preset(config.collimator)
-        proj = SpectProjector(grid, orbit, coll, check_input=False, cache_attenuation=config.recon is not None)
+        proj = _new_projector(config, grid, device, cache_attenuation=config.recon is not None)
         _PROJECTORS.clear()  # one geometry per run; keep only the latest
         _PROJECTORS[key] = proj
     return proj
+
+
+def _new_projector(config: SimulationConfig, grid, device: torch.device, *, cache_attenuation: bool):
+    from spectdl.geometry import Collimator, Orbit
+    from spectdl.physics import SpectProjector
+
+    o = config.orbit
+    radius = o.radius_mm if o.radius_mm is not None else grid.extent_mm[0] / 2.0
+    orbit = Orbit.circular(o.n_angles, radius, o.arc_deg, o.start_deg, o.direction)
+    coll = None if config.collimator is None else Collimator.preset(config.collimator)
+    return SpectProjector(grid, orbit, coll, check_input=False, cache_attenuation=cache_attenuation)
 
 
 def _render(config: SimulationConfig, count: int, base_seed: int, device: torch.device):
@@ -690,6 +695,8 @@ def simulation_projector(source: str | Path, mu_per_cm: torch.Tensor | None = No
     (``[B, 1, *grid]``; ``None``: no attenuation). For forward projecting images of its samples."""
     manifest = load_manifest_json(source)
     cfg = SimulationConfig.from_dict(manifest["config"])
-    proj = _projector(cfg, _grid_of(cfg), torch.device(device))
+    # A projector of its own (not the simulation's shared one), keeping every view's attenuation:
+    # its callers (OSEM, consistency) project the same μ map many times.
+    proj = _new_projector(cfg, _grid_of(cfg), torch.device(device), cache_attenuation=True)
     proj.set_mu_map(mu_per_cm if cfg.attenuation else None)
     return proj

@@ -123,7 +123,7 @@ def metric_boxplot(
         todo = [(index(i), index(j)) for i, j in pairs]
     if test is None:
         todo = []
-    tested = [(i, j, paired_test(values[i], values[j], test=test).p_value) for i, j in todo]
+    tested = [(i, j, p) for i, j in todo if (p := _p_value(values[i], values[j], test)) is not None]
 
     fig = _figure(*(size_in or (1.0 + 1.1 * len(cols), 4.0)), dpi)
     ax = fig.add_subplot()
@@ -281,3 +281,13 @@ def sphere_table(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _p_value(a: np.ndarray, b: np.ndarray, test: str) -> float | None:
+    """The paired test's p-value, or ``None`` where it is undefined (identical pairs, too few cases):
+    such a pair is drawn without a bracket rather than stopping the report."""
+    try:
+        return paired_test(a, b, test=test).p_value
+    except InputError:
+        return None
+

@@ -62,12 +62,13 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _boxplots(df, fig_dir: Path) -> list[tuple[str, Path]]:
-    """One box plot per (dataset, region, metric) of per-case image metrics, methods side by side,
-    each method tested against ``input`` with a paired Wilcoxon test."""
+def _boxplots(df, fig_dir: Path, baseline: str = "input") -> list[tuple[str, Path]]:
+    """One box plot per (dataset, level, region, metric) of per-case image metrics, methods side by
+    side, each method tested against ``baseline`` (the study's, default ``input``) with a paired
+    Wilcoxon test."""
     out = []
     cases = df[df["case"] != "all"]
-    group_cols = [c for c in ("dataset", "region") if c in cases.columns]
+    group_cols = [c for c in ("dataset", "level", "region") if c in cases.columns]
     for metric in ("psnr", "ssim"):
         sub = cases[cases["metric"] == metric]
         if sub.empty:
@@ -75,13 +76,14 @@ def _boxplots(df, fig_dir: Path) -> list[tuple[str, Path]]:
         for key, g in (sub.groupby(group_cols) if group_cols else [((), sub)]):
             key = key if isinstance(key, tuple) else (key,)
             wide = g.pivot_table(index="case", columns="method", values="value")
-            methods = ["input"] + [m for m in wide.columns if m != "input"] if "input" in wide.columns else list(wide.columns)
+            methods = [baseline] + [m for m in wide.columns if m != baseline] if baseline in wide.columns \
+                else list(wide.columns)
             wide = wide[methods].dropna()
             if len(wide) < 2 or len(methods) < 2:
                 continue
             label = "_".join(str(k) for k in key if str(k) != "nan")
             fig = metric_boxplot(wide, methods, ylabel=metric.upper(), title=f"{metric.upper()} — {label}")
-            out.append((f"{metric.upper()} per case ({label}); p: paired Wilcoxon against the input",
+            out.append((f"{metric.upper()} per case ({label}); p: paired Wilcoxon against {methods[0]}",
                         save_png(fig, fig_dir / f"box_{metric}_{label}.png", overwrite=True)))
     return out
 
@@ -96,17 +98,20 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
             order = [m for m in ("truth", "reference", "input") if m in imgs] + \
                     [m for m in imgs if m not in ("truth", "reference", "input")]
             shown = {m: imgs[m] for m in order}
-            ref = shown.get("reference")
+            # Differences from the standard scan when there is one, else from the phantom.
+            ref_name = "reference" if "reference" in shown else ("truth" if "truth" in shown else None)
+            ref = shown.get(ref_name) if ref_name else None
             fig = image_grid(shown, vmin=0.0, vmax=float(np.percentile(ref, 99.8)) if ref is not None else None,
                              ncols=min(5, len(shown)), suptitle=f"case {case}: axial slice")
             out.append((f"case {case}: every method on the same window", save_png(
                 fig, fig_dir / f"images_{case}.png", overwrite=True)))
             if ref is not None:
-                diffs = {f"{m} − reference": shown[m] - ref for m in order if m not in ("reference", "truth")}
+                what = "the standard scan" if ref_name == "reference" else "the phantom"
+                diffs = {f"{m} − {ref_name}": shown[m] - ref for m in order if m not in ("reference", "truth")}
                 lim = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
                 fig = image_grid(diffs, vmin=-lim, vmax=lim, cmap="RdBu_r", ncols=min(5, len(diffs)),
-                                 suptitle=f"case {case}: difference from the standard scan")
-                out.append((f"case {case}: difference images (method − standard scan)", save_png(
+                                 suptitle=f"case {case}: difference from {what}")
+                out.append((f"case {case}: difference images (method − {what})", save_png(
                     fig, fig_dir / f"difference_{case}.png", overwrite=True)))
     return out
 
@@ -115,7 +120,7 @@ def _means_table(df) -> str:
     """Mean (± SD) over cases of every per-case metric, one row per dataset/region and metric, one
     column per method: the paper's tables, ablations included, at a glance."""
     cases = df[df["case"] != "all"]
-    group_cols = [c for c in ("dataset", "region", "data") if c in cases.columns]
+    group_cols = [c for c in ("dataset", "level", "region", "data") if c in cases.columns]
     methods = list(dict.fromkeys(["truth", "reference", "input", *sorted(cases["method"].unique())]))
     methods = [m for m in methods if m in set(cases["method"])]
     rows = []
@@ -255,7 +260,7 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
     prow = []
     for _, r in paper.iterrows():
         prow.append([html.escape(str(r["table"])), html.escape(str(r["metric"])), html.escape(str(r["method"])),
-                     html.escape(str(r.get("where") or "")), _fmt(r["paper_value"]),
+                     html.escape("" if pd.isna(r.get("where")) else str(r["where"])), _fmt(r["paper_value"]),
                      _fmt(None if pd.isna(r["our_value"]) else float(r["our_value"]))])
     parts.append(_table(["table", "metric", "method", "selection", "paper", "ours"], prow))
     if summary.get("notes"):
@@ -279,7 +284,8 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
                              "95% bootstrap CI of the difference", "n", "Wilcoxon p"], trow))
     parts.append("<h2>Mean over cases, every method</h2>")
     parts.append(_means_table(df))
-    sections = [("Images", _image_grids(run_dir, fig_dir)), ("Per-case metrics", _boxplots(df, fig_dir)),
+    sections = [("Images", _image_grids(run_dir, fig_dir)),
+                ("Per-case metrics", _boxplots(df, fig_dir, summary.get("baseline_method") or "input")),
                 ("Per region", _regional(df, fig_dir)),
                 ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir)),
                 ("Curves", _line_figures(summary, fig_dir))]

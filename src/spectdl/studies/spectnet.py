@@ -35,9 +35,10 @@ from spectdl.typed_config import Section
 
 #: Study name of each case key -> stored simulation key.
 KEYS = {"noise_free": "expected", "noisy": "counts_full", "mu": "mu_per_cm", "truth": "activity", "labels": "labels"}
-#: Inputs (wrap-padded sinogram, μ map): the sinogram divided by its mean, μ as it is; the output is
-#: in activity units (the background is 1 in every phantom) and never negative.
-NORMALIZATION = {"inputs": ["mean", "none"], "output": None, "output_min": 0.0}
+#: Inputs (wrap-padded sinogram, μ map): the sinogram divided by its mean, μ as it is. The network
+#: learns activity / 10 (the decoder's fully connected layers end in sigmoids, so the training range
+#: 0–0.9 suits them); the output is restored to activity units (background 1) and never negative.
+NORMALIZATION = {"inputs": ["mean", "none"], "output": None, "output_scale": 10.0, "output_min": 0.0}
 #: The test sets beside the in-distribution one, and the realistic brain slice.
 UPTAKES = (4.0, 5.0, 6.0, 7.0, 9.0)
 
@@ -217,7 +218,8 @@ def _datasets(cfg: SpectnetConfig, manifest: str):
         level = next((lv for lv in cfg.levels if method.endswith(lv)), cfg.levels[0])  # the autoencoder: any
         return tuple(SimulatedDataset(manifest, split, keys=("input", "target"), input=[KEYS[level], KEYS["mu"]],
                                       target=[KEYS["truth"]], sinogram_rows=cfg.sinogram_rows, seed=cfg.seed,
-                                      transform=T.NormalizeChannels(NORMALIZATION)) for split in ("train", "val"))
+                                      transform=T.NormalizeChannels(NORMALIZATION, target_statistic=None))
+                     for split in ("train", "val"))
 
     return make
 
@@ -307,6 +309,7 @@ def _evaluate(folder: Path, cfg: SpectnetConfig, sims: dict[str, str], recon: di
     ev = cfg.evaluation
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"conventions": {"psnr_ssim": "reference_max", "reference": "the phantom (truth)"},
+                             "baseline_method": "osem",
                              "regions": REGIONS, "training": ckpts, "osem_iteration": recon["iteration"],
                              "consistency_per_view": {}}
     for key, cases in ((f"{n}/{lv}", tests[n]) for n in tests for lv in cfg.levels):
@@ -341,7 +344,8 @@ def _evaluate(folder: Path, cfg: SpectnetConfig, sims: dict[str, str], recon: di
     rows += _autoencoder_rows(ckpts["autoencoder"]["checkpoint"], _cases(sims, "brain", "val"), cfg.device)
     rows += _speed_rows(cfg, ckpts, tests["brain"], sims["brain"], recon["iteration"][cfg.levels[-1]])
     extra["line_figures"] = _curves(cfg, ckpts, recon)
-    extra["notes"] = _notes(cfg, sims, recon)
+    extra["consistency_flags"] = stages.consistency_flags(rows, references=("truth", "osem"), factor=2.0)
+    extra["notes"] = _notes(cfg, sims, recon, extra["consistency_flags"])
     extra["paired_tests"] = [
         {"metric": "uptake_mae", "method": "spectnet", "others": ["osem", "osem_oracle", "fbp", "end_to_end",
                                                                    "spectnet_no_finetune"],
@@ -369,9 +373,10 @@ def _autoencoder_rows(checkpoint: str, val: stages.CaseSet, device: str) -> list
     from spectdl.training.two_stage import autoencoder_from_checkpoint
 
     ae = autoencoder_from_checkpoint(checkpoint, map_location=device)
+    k = NORMALIZATION["output_scale"]  # the autoencoder works in the network's units
     truth = val.by_case("truth")
     with torch.no_grad():
-        out = {c: ae(t[None].to(device)).cpu()[0] for c, t in truth.items()}
+        out = {c: k * ae(t[None].to(device) / k).cpu()[0] for c, t in truth.items()}
     return [{**r, "dataset": "validation"} for r in score_cases(out, truth, metrics=("mse",), method="autoencoder")]
 
 
@@ -422,12 +427,13 @@ def _curves(cfg: SpectnetConfig, ckpts, recon) -> list[dict[str, Any]]:
     for lv in cfg.levels:
         two, direct = history(f"spectnet_{lv}"), history(f"end_to_end_{lv}")
         series = {}
+        k = NORMALIZATION["output_scale"]  # histories are in the network's units
         if two is not None and "val_rmse" in two:
             series["two-stage (mapper, then fine-tuning)"] = {"x": (e1 + 1 + pd.RangeIndex(len(two))).tolist(),
-                                                              "y": two["val_rmse"].tolist()}
+                                                              "y": (k * two["val_rmse"]).tolist()}
         if direct is not None and "val_rmse" in direct:
-            series["end to end from scratch"] = {"x": (direct["epoch"] + 1).tolist(), "y": direct["val_rmse"].tolist(),
-                                                 "style": "--"}
+            series["end to end from scratch"] = {"x": (direct["epoch"] + 1).tolist(),
+                                                 "y": (k * direct["val_rmse"]).tolist(), "style": "--"}
         figs.append({"name": f"figure12_{lv}", "title": f"Validation RMSE per epoch ({lv}): the paper's Figure 12. "
                      f"The two-stage curve starts after the {e1} autoencoder epochs.",
                      "xlabel": "epoch", "ylabel": "validation RMSE (activity units)", "series": series, "logy": True})
@@ -444,7 +450,7 @@ def _curves(cfg: SpectnetConfig, ckpts, recon) -> list[dict[str, Any]]:
     return figs
 
 
-def _notes(cfg: SpectnetConfig, sims, recon) -> list[str]:
+def _notes(cfg: SpectnetConfig, sims, recon, flags) -> list[str]:
     b = cfg.brain
     counts = b.counts.total if not isinstance(b.counts.total, tuple) else f"{b.counts.total[0]:g}–{b.counts.total[1]:g}"
     oracle = {k: sorted(set(v["best_iteration"].values())) for k, v in recon["tests"].items()}
@@ -460,6 +466,16 @@ def _notes(cfg: SpectnetConfig, sims, recon) -> list[str]:
         "SPECTnet's decoder ends in a linear convolution; its outputs are clamped at 0 (activity), as the checkpoint's "
         "normalisation records.",
     ]
+    n_sets = len(recon["tests"])
+    by_method: dict[str, list[str]] = {}
+    for f in flags:
+        by_method.setdefault(f["method"], []).append(f"{f['dataset']}/{f['level']}")
+    flagged = [f"{m} ({len(v)} of {n_sets} test sets" + ("" if len(v) == n_sets else ": " + ", ".join(sorted(v))) + ")"
+               for m, v in sorted(by_method.items())]
+    notes.append("Data consistency: " + ("images that do not explain the measured sinogram (mean Poisson deviance per "
+                                          "count above twice that of the phantom and of OSEM): " + "; ".join(flagged)
+                                          if flagged else "every method's images explain the measured sinograms about "
+                                          "as well as the phantom or OSEM (none above twice their deviance)."))
     if "brain_phantom" not in sims:
         notes.append(f"The realistic brain slice was skipped: {cfg.evaluation.brain_phantom} is not there "
                      "(../shared/data is absent on this machine).")

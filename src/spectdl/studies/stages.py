@@ -497,3 +497,30 @@ def closest_cases(values: Mapping[str, float], targets: Sequence[float]) -> dict
         raise InputError("values: no cases to choose from")
     order = sorted(values)
     return {t: min(order, key=lambda c: abs(values[c] - t)) for t in targets}
+
+
+def consistency_flags(rows: Sequence[Mapping[str, Any]], *, references: Sequence[str] = ("truth",),
+                      factor: float = 2.0, group: Sequence[str] = ("dataset", "level")) -> list[dict[str, Any]]:
+    """Methods whose images do not explain the measured data: within each ``group``, the mean
+    ``deviance`` (per count) of a method that exceeds ``factor`` times the largest mean deviance of
+    the ``references`` (the phantom itself sits at the noise floor; OSEM fits the data). One dict
+    per flagged method and group, with both means."""
+    import pandas as pd
+
+    df = pd.DataFrame([r for r in rows if r.get("metric") == "deviance"])
+    if df.empty:
+        return []
+    df = df[df["value"].map(math.isfinite) | (df["value"] == math.inf)]
+    keys = [g for g in group if g in df.columns]
+    out = []
+    for values, part in df.groupby(keys) if keys else [((), df)]:
+        means = part.groupby("method")["value"].mean()
+        refs = [means[r] for r in references if r in means]
+        if not refs:
+            continue
+        floor = max(refs)
+        for method, mean in means.items():
+            if method not in references and mean > factor * floor:
+                out.append({**dict(zip(keys, values if isinstance(values, tuple) else (values,))), "method": method,
+                            "deviance": float(mean), "reference_deviance": float(floor)})
+    return out

@@ -133,8 +133,8 @@ class NormalizeChannels(Transform):
     ``input`` becomes ``(x_c + o_c) / s_c`` with the checkpoint's per-channel offsets and divisors,
     exactly as inference will scale it; ``target`` is divided by its own statistic
     (``target_statistic``, e.g. ``"mean"``: the bone SPECT recipe) or, with
-    ``target_statistic=None``, by the divisor of input channel ``normalization.output``, so that the
-    network learns in the units inference restores.
+    ``target_statistic=None``, by ``s_o · output_scale`` (``s_o`` the divisor of input channel
+    ``normalization.output``, 1 without one), so that the network learns in the units inference restores.
     """
 
     def __init__(self, normalization, key: str = "input", target: str | None = "target",
@@ -160,9 +160,11 @@ class NormalizeChannels(Transform):
         factors: dict[str, Any] = {k: [1.0 / s for s in scales]}
         if self.target is not None and self.target in sample:
             if self.target_statistic is None:
-                if self.normalization.output is None:
-                    raise InputError("NormalizeChannels: target_statistic=None needs normalization.output")
-                t = scales[self.normalization.output]
+                out = self.normalization.output
+                if out is None and self.normalization.output_scale == 1.0:
+                    raise InputError("NormalizeChannels: target_statistic=None needs normalization.output or "
+                                     "normalization.output_scale")
+                t = (1.0 if out is None else scales[out]) * self.normalization.output_scale
             else:
                 t = volume_statistic(sample[self.target], self.target_statistic)
                 if not (math.isfinite(t) and t > 0):
