@@ -201,23 +201,43 @@ def enhance(
 
 @app.command()
 def simulate(
-    config: Path = typer.Argument(..., help="Simulation config (YAML): phantom, grid, orbit, counts, recon."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the HDF5 shards and manifest.json."),
+    config: Optional[Path] = typer.Argument(None, help="Simulation config (YAML): phantom, grid, orbit, counts, recon."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder for the HDF5 shards and manifest.json."),
     workers: int = typer.Option(2, "--workers", help="Processes; results do not depend on this number."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing simulation in OUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing simulation in OUT (with --shards: those shards)."),
+    shards: Optional[str] = typer.Option(None, "--shards", help="START:STOP: make only shards START..STOP-1 (0-based), no manifest."),
+    finalize: Optional[Path] = typer.Option(None, "--finalize", help="Check the shards made with --shards in this folder and write manifest.json."),
 ) -> None:
     """Simulate paired data: phantom → projector → Poisson and thinned counts (→ OSEM) into HDF5 shards.
 
     Example: ``spectdl simulate brain.yaml -o data/brain`` writes ``shard-*.h5`` and ``manifest.json``;
     any sample can be regenerated exactly from its recorded seed. Rerunning with the same seed gives
-    identical bytes.
+    identical bytes. On several machines: ``spectdl simulate brain.yaml -o data/brain --shards 0:4``
+    (and the other ranges, anywhere), then ``spectdl simulate --finalize data/brain``.
     """
     from spectdl.data import simulate as run_simulation
     from spectdl.io.atomic import check_outputs
 
+    if finalize is not None:
+        if config is not None or out is not None or shards is not None:
+            raise InputError("--finalize: takes only the folder (spectdl simulate --finalize DIR); expected no CONFIG, "
+                             "-o or --shards with it")
+        from spectdl.data import finalize as finalize_simulation
+
+        res = finalize_simulation(finalize)
+        Console().print(f"{res.n_samples} samples in {len(res.shards)} shards ({res.bytes_written / 2**20:.1f} MiB) "
+                        f"checked → {res.manifest_path}")
+        return
+    if config is None or out is None:
+        raise InputError("simulate: expected CONFIG and -o/--out (or --finalize DIR)")
     _out_folder(out)
     check_outputs([out, out / "manifest.json"], [config])
-    res = run_simulation(config, out, workers=workers, progress=True, overwrite=overwrite)
+    res = run_simulation(config, out, workers=workers, progress=True, overwrite=overwrite, shards=shards)
+    if shards is not None:
+        Console().print(f"shards {res.made[0]}:{res.made[-1] + 1}: {res.n_samples} samples in {len(res.shards)} shards "
+                        f"({res.bytes_written / 2**20:.1f} MiB) in {res.seconds:.1f} s → {res.out_dir}; run "
+                        f"`spectdl simulate --finalize {res.out_dir}` once every shard is made")
+        return
     Console().print(f"{res.n_samples} samples in {len(res.shards)} shards ({res.bytes_written / 2**20:.1f} MiB) "
                     f"in {res.seconds:.1f} s → {res.manifest_path}")
 

@@ -25,7 +25,15 @@ from spectdl.data.manifest import (
 from spectdl.data.real import ManifestDataset
 from spectdl.data.seeding import generator_for, mix_seed
 from spectdl.data.shards import ShardWriteError
-from spectdl.data.simulation import SimulationResult, load_manifest_json, read_sample, regenerate, simulate, verify_shards
+from spectdl.data.simulation import (
+    SimulationResult,
+    finalize,
+    load_manifest_json,
+    read_sample,
+    regenerate,
+    simulate,
+    verify_shards,
+)
 from spectdl.data.simulated_dataset import SimulatedDataset
 from spectdl.data import transforms
 
@@ -37,6 +45,7 @@ __all__ = [
     "SimulatedDataset",
     "SimulationConfig",
     "SimulationResult",
+    "finalize",
     "generator_for",
     "image_shape",
     "load_manifest",

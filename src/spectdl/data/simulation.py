@@ -25,6 +25,13 @@ rendering and projection are not guaranteed to round exactly as a batch of one w
 its row. Identical bytes are guaranteed on the CPU with the same torch version (recorded in the
 manifest); CUDA kernels may round differently from run to run.
 
+Several machines: ``simulate(config, out_dir, shards=(start, stop))`` makes only those shards, each
+with a sidecar ``shard-NNNNN.json`` (its manifest entry, its samples' records, the config and the
+versions) and no manifest; :func:`finalize` then checks that every shard is present and intact and
+that all came from the same config and versions, writes the manifest a one-run :func:`simulate`
+would have written (the same bytes) and removes the sidecars. A shard's bytes do not depend on the
+run that made it, so the shards equal those of one run.
+
 Memory: a worker holds one batch at a time and writes it into the open temporary shard before
 making the next, so memory does not grow with ``n_samples``.
 """
@@ -51,12 +58,14 @@ from spectdl.errors import InputError, SpectdlError
 from spectdl.io.atomic import file_sha256
 from spectdl.noise import poisson, thin
 
-__all__ = ["SimulationResult", "load_manifest_json", "read_sample", "reconstruct_simulation", "regenerate", "simulate",
-           "verify_shards"]
+__all__ = ["SimulationResult", "finalize", "load_manifest_json", "read_sample", "reconstruct_simulation", "regenerate",
+           "simulate", "verify_shards"]
 
 MANIFEST_FORMAT = "spectdl-simulation"
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIDECAR_FORMAT = "spectdl-simulation-shard"
+SIDECAR_VERSION = 1
 
 _PROJECTORS: dict[tuple, Any] = {}  # per process: projectors reused across the batches of a run
 
@@ -73,6 +82,9 @@ class SimulationResult:
         bytes_written: total size of the shards and the manifest.
         seconds: wall time of the run.
         workers: processes that made shards (1 means in this process).
+        made: indices of the shards this run made (all of them unless ``simulate(shards=...)``).
+            With a shard range no manifest is written and ``manifest_path`` does not exist yet
+            (:func:`finalize` writes it).
     """
 
     out_dir: Path
@@ -82,6 +94,7 @@ class SimulationResult:
     bytes_written: int
     seconds: float
     workers: int
+    made: tuple[int, ...] = ()
 
     @property
     def samples_per_second(self) -> float:
@@ -352,7 +365,8 @@ def _sample_shapes(config: SimulationConfig) -> dict[str, tuple[list[int], str]]
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"out_dir: {out_dir} exists and is not a folder")
-    old = sorted(out_dir.glob("shard-*.h5")) + ([out_dir / MANIFEST_NAME] if (out_dir / MANIFEST_NAME).exists() else [])
+    old = sorted(out_dir.glob("shard-*.h5")) + sorted(out_dir.glob("shard-*.json"))
+    old += [out_dir / MANIFEST_NAME] if (out_dir / MANIFEST_NAME).exists() else []
     if old and not overwrite:
         raise InputError(
             f"out_dir: {out_dir} already holds a simulation ({len(old)} files, e.g. {old[0].name}); "
@@ -364,20 +378,21 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     remove_stale_temporaries(out_dir)
 
 
-def _check_space(out_dir: Path, config: SimulationConfig, shapes) -> None:
+def _check_space(out_dir: Path, config: SimulationConfig, shapes, n_samples: int | None = None) -> None:
     per_sample = sum(math.prod(s) * np.dtype(d).itemsize for s, d in shapes.values())
-    need = per_sample * config.n_samples
+    n_samples = config.n_samples if n_samples is None else n_samples
+    need = per_sample * n_samples
     free = shutil.disk_usage(out_dir).free
     if config.compression == "none" and need > free:
         raise InputError(
             f"out_dir: {out_dir} has {free / 2**30:.2f} GiB free; the simulation needs about "
-            f"{need / 2**30:.2f} GiB ({config.n_samples} samples × {per_sample / 2**10:.0f} KiB); free space, "
+            f"{need / 2**30:.2f} GiB ({n_samples} samples × {per_sample / 2**10:.0f} KiB); free space, "
             f"lower n_samples or set compression: gzip"
         )
 
 
 def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = True,
-             overwrite: bool = False) -> SimulationResult:
+             overwrite: bool = False, shards: tuple[int, int] | str | None = None) -> SimulationResult:
     """Simulate ``config.n_samples`` paired samples into chunked HDF5 shards plus a JSON manifest.
 
     Args:
@@ -389,7 +404,12 @@ def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = 
             runs in this process. With ``workers > 1`` a script must call this under
             ``if __name__ == "__main__":`` (spawned workers import the main module).
         progress: show a rich progress bar (per batch with one worker, per shard with several).
-        overwrite: replace an earlier simulation in ``out_dir``.
+        overwrite: replace an earlier simulation in ``out_dir``. With ``shards``: replace only
+            the requested shards (and a manifest, which :func:`finalize` rewrites).
+        shards: ``(start, stop)`` or ``"START:STOP"`` (0-based, stop exclusive): make only shards
+            ``start … stop-1`` of the config's layout, each with its sidecar ``shard-NNNNN.json``,
+            and no manifest; other shards already in ``out_dir`` are left alone. Call
+            :func:`finalize` once every shard is made (on any machine).
 
     Returns:
         :class:`SimulationResult`.
@@ -403,10 +423,12 @@ def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers: expected a positive integer, found {workers!r}")
     out_dir = Path(out_dir)
+    layout = shard_layout(cfg)
+    if shards is not None:
+        return _simulate_range(cfg, out_dir, _shard_range(shards, len(layout)), workers, progress, overwrite)
     _check_out_dir(out_dir, overwrite)
     shapes = _sample_shapes(cfg)
     _check_space(out_dir, cfg, shapes)
-    layout = shard_layout(cfg)
     workers = min(workers, len(layout))
     if torch.device(cfg.device).type != "cpu":
         workers = 1
@@ -419,22 +441,234 @@ def simulate(config, out_dir: str | Path, *, workers: int = 2, progress: bool = 
     shards = tuple(out_dir / entry["file"] for entry, _ in results)
     total_bytes = sum(p.stat().st_size for p in shards) + manifest_path.stat().st_size
     return SimulationResult(out_dir, manifest_path, cfg.n_samples, shards, total_bytes,
-                            time.perf_counter() - start, workers)
+                            time.perf_counter() - start, workers, tuple(range(len(layout))))
+
+
+# ------------------------------------------------------------------------------------------------
+# Shard ranges (several machines) and finalize
+
+
+def _shard_range(shards, n_shards: int) -> tuple[int, int]:
+    """``(start, stop)`` from ``(start, stop)`` or ``"START:STOP"``, checked against ``n_shards``."""
+    expected = f"expected START:STOP with 0 <= START < STOP <= {n_shards} (this config has {n_shards} shards; 0:{n_shards} makes all)"
+    if isinstance(shards, str):
+        parts = shards.split(":")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            start, stop = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise InputError(f"--shards: {shards!r}; {expected}") from None
+    else:
+        try:
+            start, stop = shards
+        except (TypeError, ValueError):
+            raise InputError(f"--shards: {shards!r}; {expected}") from None
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, stop)):
+            raise InputError(f"--shards: {shards!r}; {expected}")
+    if not 0 <= start < stop <= n_shards:
+        raise InputError(f"--shards: {start}:{stop}; {expected}")
+    return int(start), int(stop)
+
+
+def sidecar_name(index: int) -> str:
+    return f"shard-{index:05d}.json"
+
+
+def _versions() -> dict[str, str]:
+    import spectdl
+
+    return {"spectdl_version": getattr(spectdl, "__version__", "unknown"), "torch_version": torch.__version__}
+
+
+def _make_shard_with_sidecar(config: SimulationConfig, out_dir: str | Path, shard: int,
+                             on_batch: Callable[[int], None] | None = None):
+    """:func:`make_shard`, then its sidecar ``shard-NNNNN.json`` (written atomically after the shard)."""
+    entry, records = make_shard(config, out_dir, shard, on_batch)
+    # The split ranges too: they follow the order of config.splits, which the key-sorted JSON loses.
+    sidecar = dict(format=SIDECAR_FORMAT, version=SIDECAR_VERSION, **_versions(), config=config.to_dict(),
+                   splits={k: list(v) for k, v in split_ranges(config).items()},
+                   n_shards=len(shard_layout(config)), shard=shard, entry=entry, records=records)
+    atomic_write_bytes(Path(out_dir) / sidecar_name(shard), json_bytes(sidecar))
+    return entry, records
+
+
+def _worker_shard_sidecar(config_dict: dict[str, Any], out_dir: str, shard: int):
+    return _make_shard_with_sidecar(SimulationConfig.from_dict(config_dict), out_dir, shard)
+
+
+def _simulate_range(cfg: SimulationConfig, out_dir: Path, rng: tuple[int, int], workers: int, progress: bool,
+                    overwrite: bool) -> SimulationResult:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"out_dir: {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    indices = list(range(*rng))
+    manifest_path = out_dir / MANIFEST_NAME
+    mine = [p for s in indices for p in (out_dir / shard_name(s), out_dir / sidecar_name(s)) if p.exists()]
+    if not overwrite and (mine or manifest_path.exists()):
+        first = manifest_path if manifest_path.exists() else mine[0]
+        raise InputError(f"out_dir: {out_dir} already holds {first.name}; expected shards {rng[0]}:{rng[1]} not made "
+                         f"yet, or pass --overwrite to remake them")
+    # Shards made elsewhere in this folder must come from the same config.
+    config_bytes = json_bytes([cfg.to_dict(), {k: list(v) for k, v in split_ranges(cfg).items()}])
+    for p in sorted(out_dir.glob("shard-*.json")):
+        if p in mine:
+            continue
+        other = _read_sidecar(p)
+        if json_bytes([other["config"], other["splits"]]) != config_bytes:
+            raise InputError(f"out_dir: {out_dir} holds {p.name}, made from a different config; expected shards of "
+                             f"one config per folder (use another folder)")
+    layout = shard_layout(cfg)
+    _check_space(out_dir, cfg, _sample_shapes(cfg), sum(layout[s][1] for s in indices))
+    for p in mine + ([manifest_path] if manifest_path.exists() else []):
+        p.unlink()
+    for s in indices:  # temporaries of these shards left by a killed run (not those of other jobs)
+        for p in out_dir.glob(f".{shard_name(s)}.*.tmp"):
+            p.unlink(missing_ok=True)
+    workers = 1 if torch.device(cfg.device).type != "cpu" else min(workers, len(indices))
+    start = time.perf_counter()
+    results = _map_shards(_make_shard_with_sidecar, _worker_shard_sidecar, (cfg.to_dict(), str(out_dir)), cfg,
+                          out_dir, layout, workers, progress, "simulating", indices)
+    paths = tuple(out_dir / entry["file"] for entry, _ in results)
+    total = sum(p.stat().st_size for p in paths) + sum((out_dir / sidecar_name(s)).stat().st_size for s in indices)
+    return SimulationResult(out_dir, manifest_path, sum(layout[s][1] for s in indices), paths, total,
+                            time.perf_counter() - start, workers, tuple(indices))
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"finalize: {path} cannot be read as JSON ({exc}); remake that shard with --shards "
+                         f"--overwrite") from None
+    keys = ("config", "splits", "shard", "entry", "records", "spectdl_version", "torch_version")
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT or not all(k in data for k in keys):
+        raise InputError(f"finalize: {path} is not a shard sidecar written by spectdl simulate --shards")
+    if data.get("version") != SIDECAR_VERSION:
+        raise InputError(f"finalize: {path} has version {data.get('version')!r}; expected {SIDECAR_VERSION}")
+    return data
+
+
+def _ranges_text(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``"0:3, 5:6"`` (the --shards ranges that remake them)."""
+    out, i = [], 0
+    while i < len(indices):
+        j = i
+        while j + 1 < len(indices) and indices[j + 1] == indices[j] + 1:
+            j += 1
+        out.append(f"{indices[i]}:{indices[j] + 1}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def _names(paths: list[str], limit: int = 5) -> str:
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def finalize(out_dir: str | Path) -> SimulationResult:
+    """Write the manifest of a simulation made in shard ranges (``simulate(..., shards=...)``).
+
+    Checks that the sidecars ``shard-NNNNN.json`` all carry the same config and versions, that every
+    shard of the config's layout is present with its sidecar, and that each shard's SHA-256 equals
+    the one recorded when it was made; then writes ``manifest.json`` (the bytes a one-run
+    :func:`simulate` writes with the same versions) and removes the sidecars.
+
+    Raises:
+        InputError: no sidecars, a missing shard or sidecar, a corrupt shard (SHA-256 or size
+        mismatch), sidecars of different configs or versions, or a folder already finalized; the
+        message names the files and the ``--shards`` ranges that remake them.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError(f"finalize: {out_dir} is not a folder; expected the -o folder of spectdl simulate --shards")
+    manifest_path = out_dir / MANIFEST_NAME
+    paths = sorted(out_dir.glob("shard-*.json"))
+    if manifest_path.exists() and not paths:
+        raise InputError(f"finalize: {out_dir} already holds {MANIFEST_NAME}; it is finalized")
+    if not paths:
+        raise InputError(f"finalize: {out_dir} holds no shard sidecars (shard-NNNNN.json); expected the output of "
+                         f"spectdl simulate CONFIG -o {out_dir} --shards START:STOP")
+    start = time.perf_counter()
+    sidecars = {p: _read_sidecar(p) for p in paths}
+    ref_path, ref = paths[0], sidecars[paths[0]]
+    ref_config = json_bytes([ref["config"], ref["splits"]])
+    mixed = [p.name for p, d in sidecars.items() if json_bytes([d["config"], d["splits"]]) != ref_config]
+    if mixed:
+        raise InputError(f"finalize: {_names(mixed)} made from a different config than {ref_path.name}; expected "
+                         f"every shard of one config (remake them with that config and --overwrite)")
+    versions = {k: ref[k] for k in ("spectdl_version", "torch_version")}
+    mixed = [f"{p.name} ({d['spectdl_version']}, torch {d['torch_version']})" for p, d in sidecars.items()
+             if {k: d[k] for k in versions} != versions]
+    if mixed:
+        raise InputError(f"finalize: {_names(mixed)} made with other versions than {ref_path.name} "
+                         f"(spectdl {versions['spectdl_version']}, torch {versions['torch_version']}); expected one "
+                         f"version of spectdl and torch for all shards (bytes may differ between versions)")
+    cfg = SimulationConfig.from_dict(ref["config"])
+    layout = shard_layout(cfg)
+    by_index: dict[int, dict[str, Any]] = {}
+    for p, d in sidecars.items():
+        s = d["shard"]
+        if not isinstance(s, int) or not 0 <= s < len(layout) or p.name != sidecar_name(s):
+            raise InputError(f"finalize: {p.name} describes shard {s!r}; expected shard-NNNNN.json for one of the "
+                             f"{len(layout)} shards of its config")
+        by_index[s] = d
+    missing = [s for s in range(len(layout)) if s not in by_index or not (out_dir / shard_name(s)).is_file()]
+    if missing:
+        what = []
+        for s in missing:
+            if s not in by_index and not (out_dir / shard_name(s)).is_file():
+                what.append(shard_name(s))
+            elif s in by_index:
+                what.append(f"{shard_name(s)} (its sidecar is there, the shard file is not)")
+            else:
+                what.append(f"{sidecar_name(s)} ({shard_name(s)} is there without it: the run that made it did not finish)")
+        raise InputError(f"finalize: {out_dir} is missing {len(missing)} of {len(layout)} shards: {_names(what)}; "
+                         f"make them with --shards {_ranges_text(missing)}")
+    corrupt = []
+    for s in range(len(layout)):
+        entry, path = by_index[s]["entry"], out_dir / shard_name(s)
+        first, count = layout[s]
+        if (entry.get("file"), entry.get("first"), entry.get("count")) != (path.name, first, count):
+            corrupt.append((s, f"{sidecar_name(s)} records {entry.get('file')} first {entry.get('first')} count "
+                               f"{entry.get('count')}, expected first {first} count {count}"))
+        else:
+            sha = file_sha256(path)
+            if sha != entry.get("sha256") or path.stat().st_size != entry.get("bytes"):
+                corrupt.append((s, f"{path.name} (SHA-256 {sha[:12]}…, {path.stat().st_size} bytes; expected "
+                                   f"{str(entry.get('sha256'))[:12]}…, {entry.get('bytes')} bytes from {sidecar_name(s)})"))
+    if corrupt:
+        raise InputError(f"finalize: {len(corrupt)} corrupt shards in {out_dir}: {_names([w for _, w in corrupt])}; "
+                         f"remake them with --shards {_ranges_text([s for s, _ in corrupt])} --overwrite")
+    results = [(by_index[s]["entry"], by_index[s]["records"]) for s in range(len(layout))]
+    ranges = {k: tuple(v) for k, v in ref["splits"].items()}
+    manifest = _manifest(cfg, _sample_shapes(cfg), results, versions, ranges)
+    atomic_write_bytes(manifest_path, json_bytes(manifest))
+    for p in paths:
+        p.unlink()
+    shards = tuple(out_dir / shard_name(s) for s in range(len(layout)))
+    total = sum(p.stat().st_size for p in shards) + manifest_path.stat().st_size
+    return SimulationResult(out_dir, manifest_path, cfg.n_samples, shards, total, time.perf_counter() - start, 1, ())
 
 
 def _map_shards(make: Callable, worker: Callable, worker_args: tuple, cfg: SimulationConfig, out_dir: Path,
-                layout: list[tuple[int, int]], workers: int, progress: bool, label: str) -> list:
-    """``make(cfg, out_dir, shard, on_batch)`` for every shard, here or in ``workers`` spawned processes
-    (``worker(*worker_args, shard)``); the first failure cancels the rest and is raised."""
-    results: list = [None] * len(layout)
-    with _progress_bar(progress, cfg.n_samples, label) as advance:
+                layout: list[tuple[int, int]], workers: int, progress: bool, label: str,
+                indices: list[int] | None = None) -> list:
+    """``make(cfg, out_dir, shard, on_batch)`` for every shard of ``indices`` (default: all), here or in
+    ``workers`` spawned processes (``worker(*worker_args, shard)``); the first failure cancels the
+    rest and is raised. Results in the order of ``indices``."""
+    indices = list(range(len(layout))) if indices is None else list(indices)
+    results: dict[int, Any] = {}
+    with _progress_bar(progress, sum(layout[s][1] for s in indices), label) as advance:
         if workers == 1:
-            for s in range(len(layout)):
+            for s in indices:
                 results[s] = make(cfg, out_dir, s, on_batch=advance)
-            return results
+            return [results[s] for s in indices]
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(worker, *worker_args, s): s for s in range(len(layout))}
+            futures = {pool.submit(worker, *worker_args, s): s for s in indices}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -447,7 +681,7 @@ def _map_shards(make: Callable, worker: Callable, worker_args: tuple, cfg: Simul
                     s = futures[fut]
                     results[s] = fut.result()
                     advance(layout[s][1])
-    return results
+    return [results[s] for s in indices]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -572,21 +806,21 @@ class _progress_bar:
             self._bar.__exit__(*exc)
 
 
-def _manifest(cfg: SimulationConfig, shapes, results) -> dict[str, Any]:
-    ranges = split_ranges(cfg)
+def _manifest(cfg: SimulationConfig, shapes, results, versions: Mapping[str, str] | None = None,
+              ranges: Mapping[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    ranges = split_ranges(cfg) if ranges is None else ranges
     samples = []
     for _, records in results:
         samples.extend(records)
     samples.sort(key=lambda r: r["index"])
     for r in samples:
         r["split"] = next(name for name, (a, b) in ranges.items() if a <= r["index"] < b)
-    import spectdl
-
+    versions = _versions() if versions is None else versions
     return {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
-        "spectdl_version": getattr(spectdl, "__version__", "unknown"),
-        "torch_version": torch.__version__,
+        "spectdl_version": versions["spectdl_version"],
+        "torch_version": versions["torch_version"],
         "config": cfg.to_dict(),
         "keys": {k: {"shape": s, "dtype": d} for k, (s, d) in shapes.items()},
         "shards": [entry for entry, _ in results],
