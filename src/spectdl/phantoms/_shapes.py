@@ -25,11 +25,23 @@ def raw_draws(seeds: list[int], n_uniform: int, n_normal: int) -> tuple[torch.Te
     Each phantom maps these rows to its parameters with vectorised arithmetic, so a sample's
     parameters depend only on its own seed (the batch-equivalence guarantee).
     """
+    u, z, _ = raw_draws_with_extra(seeds, n_uniform, n_normal, 0)
+    return u, z
+
+
+def raw_draws_with_extra(seeds: list[int], n_uniform: int, n_normal: int,
+                         n_extra: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`raw_draws` followed by ``[B, n_extra]`` more U(0, 1) draws from each sample's generator:
+    the first two blocks are drawn first, so they are bit for bit those of :func:`raw_draws` (a
+    phantom can add parameters without changing the samples of its existing options)."""
     u = torch.empty(len(seeds), n_uniform, dtype=torch.float64)
     z = torch.empty(len(seeds), n_normal, dtype=torch.float64)
+    w = torch.empty(len(seeds), n_extra, dtype=torch.float64)
     for b, s in enumerate(seeds):
         g = sample_generator(s)
         u[b] = torch.rand(n_uniform, generator=g, dtype=torch.float64)
         if n_normal:
             z[b] = torch.randn(n_normal, generator=g, dtype=torch.float64)
-    return u, z
+        if n_extra:
+            w[b] = torch.rand(n_extra, generator=g, dtype=torch.float64)
+    return u, z, w

@@ -52,7 +52,7 @@ import torch
 from spectdl.errors import GeometryError, InputError
 from spectdl.geometry import VoxelGrid
 from spectdl.materials import mu_per_cm
-from spectdl.phantoms._shapes import edge_coverage, raw_draws
+from spectdl.phantoms._shapes import edge_coverage, raw_draws, raw_draws_with_extra
 from spectdl.phantoms.base import (
     Phantom,
     check_batch_size,
@@ -203,7 +203,7 @@ def brain2d(
     if n_dents == 0:
         u, z = raw_draws(seeds, n_uniform, n_max)
     else:
-        u, z, w = _draws_with_extra(seeds, n_uniform, n_max, 1 + _N_DENT * n_dents)
+        u, z, w = raw_draws_with_extra(seeds, n_uniform, n_max, 1 + _N_DENT * n_dents)
 
     # --- parameters (float64, CPU), one row per sample --------------------------------------
     big = a_lo + (a_hi - a_lo) * u[:, 0]
@@ -321,22 +321,6 @@ def brain2d(
         label_names=dict(LABELS),
         info=info,
     )
-
-
-def _draws_with_extra(seeds: list[int], n_uniform: int, n_normal: int, n_extra: int):
-    """:func:`raw_draws` followed by ``[B, n_extra]`` more U(0, 1) float64 draws from each sample's
-    generator. The first two blocks are drawn by the same calls in the same order as ``raw_draws``,
-    so they are bit for bit the draws of a call without the extra parameters."""
-    u = torch.empty(len(seeds), n_uniform, dtype=torch.float64)
-    z = torch.empty(len(seeds), n_normal, dtype=torch.float64)
-    w = torch.empty(len(seeds), n_extra, dtype=torch.float64)
-    for b, s in enumerate(seeds):
-        g = sample_generator(s)
-        u[b] = torch.rand(n_uniform, generator=g, dtype=torch.float64)
-        if n_normal:
-            z[b] = torch.randn(n_normal, generator=g, dtype=torch.float64)
-        w[b] = torch.rand(n_extra, generator=g, dtype=torch.float64)
-    return u, z, w
 
 
 def _dent_params(w, counts, radius, depth, big, small, centre, theta):
