@@ -475,6 +475,15 @@ def sidecar_name(index: int) -> str:
     return f"shard-{index:05d}.json"
 
 
+def _split_lists(config: SimulationConfig) -> dict[str, list[int]]:
+    return {k: list(v) for k, v in split_ranges(config).items()}
+
+
+def _origin(config: dict[str, Any], splits: Mapping[str, Any]) -> bytes:
+    """What shards must share to be joined: their config and split ranges, as canonical bytes."""
+    return json_bytes([config, splits])
+
+
 def _versions() -> dict[str, str]:
     import spectdl
 
@@ -487,7 +496,7 @@ def _make_shard_with_sidecar(config: SimulationConfig, out_dir: str | Path, shar
     entry, records = make_shard(config, out_dir, shard, on_batch)
     # The split ranges too: they follow the order of config.splits, which the key-sorted JSON loses.
     sidecar = dict(format=SIDECAR_FORMAT, version=SIDECAR_VERSION, **_versions(), config=config.to_dict(),
-                   splits={k: list(v) for k, v in split_ranges(config).items()},
+                   splits=_split_lists(config),
                    n_shards=len(shard_layout(config)), shard=shard, entry=entry, records=records)
     atomic_write_bytes(Path(out_dir) / sidecar_name(shard), json_bytes(sidecar))
     return entry, records
@@ -510,12 +519,12 @@ def _simulate_range(cfg: SimulationConfig, out_dir: Path, rng: tuple[int, int], 
         raise InputError(f"out_dir: {out_dir} already holds {first.name}; expected shards {rng[0]}:{rng[1]} not made "
                          f"yet, or pass --overwrite to remake them")
     # Shards made elsewhere in this folder must come from the same config.
-    config_bytes = json_bytes([cfg.to_dict(), {k: list(v) for k, v in split_ranges(cfg).items()}])
+    config_bytes = _origin(cfg.to_dict(), _split_lists(cfg))
     for p in sorted(out_dir.glob("shard-*.json")):
         if p in mine:
             continue
         other = _read_sidecar(p)
-        if json_bytes([other["config"], other["splits"]]) != config_bytes:
+        if _origin(other["config"], other["splits"]) != config_bytes:
             raise InputError(f"out_dir: {out_dir} holds {p.name}, made from a different config; expected shards of "
                              f"one config per folder (use another folder)")
     layout = shard_layout(cfg)
@@ -594,8 +603,8 @@ def finalize(out_dir: str | Path) -> SimulationResult:
     start = time.perf_counter()
     sidecars = {p: _read_sidecar(p) for p in paths}
     ref_path, ref = paths[0], sidecars[paths[0]]
-    ref_config = json_bytes([ref["config"], ref["splits"]])
-    mixed = [p.name for p, d in sidecars.items() if json_bytes([d["config"], d["splits"]]) != ref_config]
+    ref_config = _origin(ref["config"], ref["splits"])
+    mixed = [p.name for p, d in sidecars.items() if _origin(d["config"], d["splits"]) != ref_config]
     if mixed:
         raise InputError(f"finalize: {_names(mixed)} made from a different config than {ref_path.name}; expected "
                          f"every shard of one config (remake them with that config and --overwrite)")

@@ -88,9 +88,11 @@ def tag_name(keyword: str) -> str:
     from pydicom.datadict import tag_for_keyword
 
     tag = tag_for_keyword(keyword)
-    if tag is None:
-        return keyword
-    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    return keyword if tag is None else f"{keyword} {_tag_hex(tag)}"
+
+
+def _tag_hex(tag) -> str:
+    return f"({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X})"
 
 
 _WARNED: dict = {}  # warning registry of read_dataset: pydicom's warnings shown once, as by default
@@ -164,8 +166,7 @@ def _tag_text(tag) -> str:
     from pydicom.datadict import keyword_for_tag
 
     kw = keyword_for_tag(tag)
-    hexa = f"({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X})"
-    return f"{kw} {hexa}" if kw else hexa
+    return f"{kw} {_tag_hex(tag)}" if kw else _tag_hex(tag)
 
 
 # ---------------------------------------------------------------------- checked accessors
@@ -240,6 +241,14 @@ def _undecodable(path, keyword: str, where: str, exc: Exception) -> InputError:
     return InputError(f"{path}: tag {tag_name(keyword)}{_where(where)} cannot be decoded "
                       f"({type(exc).__name__}: {str(exc)[:120]}); expected a valid {_vr(keyword)} value "
                       f"(the file is corrupt)")
+
+
+def _absent(path, keyword: str, where: str, default: Any, expected: str):
+    """What a checked accessor returns for an absent or empty tag: ``default``, or without one an
+    InputError saying what was ``expected``."""
+    if default is not ...:
+        return default
+    raise InputError(f"{path}: tag {tag_name(keyword)}{_where(where)} is missing or empty; expected {expected}")
 
 
 def element(ds, keyword: str, path, *, where: str = ""):
@@ -324,10 +333,7 @@ def get(ds, keyword: str, path, *, where: str = "", default: Any = ..., cast=Non
     """
     value = element(ds, keyword, path, where=where)
     if value is None:
-        if default is not ...:
-            return default
-        raise InputError(f"{path}: tag {tag_name(keyword)}{_where(where)} is missing or empty; expected a "
-                         f"value")
+        return _absent(path, keyword, where, default, "a value")
     if cast is None:
         return value
     if cast is str:
@@ -368,10 +374,7 @@ def vector(ds, keyword: str, path, *, n: int | None = None, where: str = "", def
     optionally exactly ``n`` of them."""
     value = element(ds, keyword, path, where=where)
     if value is None:
-        if default is not ...:
-            return default
-        raise InputError(f"{path}: tag {tag_name(keyword)}{_where(where)} is missing or empty; expected "
-                         f"{'values' if n is None else f'{n} values'}")
+        return _absent(path, keyword, where, default, "values" if n is None else f"{n} values")
     return _numbers(value, n, path, keyword, where, cast, bounds)
 
 
@@ -386,8 +389,7 @@ def floats(value, n: int | None, path, keyword: str, where: str = "",
            bounds: Range | None = None) -> list[float]:
     """An already fetched multi-valued DS/IS/FD value as finite floats, optionally of fixed length ``n``."""
     if value is None:
-        raise InputError(f"{path}: tag {tag_name(keyword)}{_where(where)} is missing or empty; expected "
-                         "numbers")
+        return _absent(path, keyword, where, ..., "numbers")
     return _numbers(value, n, path, keyword, where, float, bounds)
 
 
@@ -398,10 +400,7 @@ def sequence(ds, keyword: str, path, *, where: str = "", default: Any = ..., min
 
     value = element(ds, keyword, path, where=where)
     if value is None:
-        if default is not ...:
-            return default
-        raise InputError(f"{path}: tag {tag_name(keyword)}{_where(where)} is missing or empty; expected a "
-                         f"sequence of at least {min_items} item(s)")
+        return _absent(path, keyword, where, default, f"a sequence of at least {min_items} item(s)")
     try:
         items = list(value) if _is_multi(value) else [value]
     except Exception as exc:  # an item that cannot be parsed

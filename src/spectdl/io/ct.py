@@ -316,10 +316,11 @@ def _rescale(ds, p) -> tuple[float, float]:
     1024 HU too high."""
     out = []
     for kw, bounds in (("RescaleSlope", dcm.RESCALE_SLOPE), ("RescaleIntercept", dcm.RESCALE_INTERCEPT)):
-        if dcm.element(ds, kw, p) is None:
+        value = dcm.get(ds, kw, p, cast=float, default=None, bounds=bounds)
+        if value is None:
             raise InputError(f"{p}: tag {dcm.tag_name(kw)} is missing or empty; expected a number (type 1 in "
                              f"a CT slice: without it the stored values are not Hounsfield units)")
-        out.append(dcm.get(ds, kw, p, cast=float, bounds=bounds))
+        out.append(value)
     return out[0], out[1]
 
 
@@ -344,11 +345,12 @@ def read_ct_series(folder: str | Path, *, series_instance_uid: str | None = None
     """
     folder = Path(folder)
     items = select_series(read_series_headers(folder, "CT folder"), series_instance_uid, folder, "CT folder")
+    rescale = {}  # every slice's, checked before any pixel is read
     for p, ds in items:
         mod = dcm.text(ds, "Modality", p)
         if mod != "CT":
             raise InputError(f"{p}: {dcm.tag_name('Modality')} is {mod!r}; expected 'CT'")
-        _rescale(ds, p)  # every slice, before any pixel is read
+        rescale[p] = _rescale(ds, p)
     items, affine, _ = slice_stack_geometry(items, folder)
     slices = []
     for p, _hdr in items:
@@ -360,7 +362,7 @@ def read_ct_series(folder: str | Path, *, series_instance_uid: str | None = None
                              f"Columns) = {(rows, cols)}")
         arr = arr.astype(np.float32)
         pad = dcm.get(ds, "PixelPaddingValue", p, cast=float, default=None)
-        slope, inter = _rescale(ds, p)
+        slope, inter = rescale[p]
         hu = arr * slope + inter
         if pad is not None:
             hu[arr == pad] = -1000.0

@@ -47,7 +47,7 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.geometry import VoxelGrid
-from spectdl.io._dicom import Range
+from spectdl.io._dicom import PIXEL_SPACING_MM, SLICE_SPACING_MM, Range
 
 _FORMATS = {
     ("unsigned integer", 1): "u1",
@@ -65,8 +65,6 @@ _FORMATS = {
 }
 # mantissa, then an exponent with a letter (e, E, Fortran's D, d) or Fortran's bare sign
 _NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eEdD]([+-]?\d+)|([+-]\d+))?$")
-_PIXEL_MM = Range(0.0, 50.0, "mm", lo_open=True)
-_SLICE_MM = Range(0.0, 1000.0, "mm", lo_open=True)
 _COUNT = Range(1, 1_000_000)
 _SLOPE = Range(-1e30, 1e30, nonzero=True)
 _OFFSET = Range(-1e30, 1e30)
@@ -134,17 +132,21 @@ def parse_numbers(text: str, key: str, path, bounds: Range | None = None) -> lis
     return [parse_number(q, key, path, bounds) for q in parts]
 
 
-def _number(header: dict[str, str], key: str, path: Path, default: float | None = None,
-            bounds: Range | None = None) -> float | None:
-    if key not in header or header[key].strip() == "":
+def header_number(header: dict[str, str], key: str, path, default: float | None = None,
+                  bounds: Range | None = None) -> float | None:
+    """The number under ``key`` (:func:`parse_number`, within ``bounds``), ``default`` when absent or empty."""
+    text = header.get(key)
+    if text is None or str(text).strip() == "":
         return default
-    return parse_number(header[key], key, path, bounds)
+    return parse_number(text, key, path, bounds)
 
 
-def _count(header: dict[str, str], key: str, path: Path) -> int | None:
-    if key not in header or header[key].strip() == "":
-        return None
-    return int(parse_number(header[key], key, path, _COUNT, integer=True))
+def header_count(header: dict[str, str], key: str, path, default: int | None = None) -> int | None:
+    """A whole number 1 … 10⁶ under ``key`` (a size or a count), ``default`` when absent or empty."""
+    text = header.get(key)
+    if text is None or str(text).strip() == "":
+        return default
+    return int(parse_number(text, key, path, _COUNT, integer=True))
 
 
 def interfile_geometry(header: dict[str, str], path: str | Path = "<header>", slice_units: str = "mm"):
@@ -152,37 +154,37 @@ def interfile_geometry(header: dict[str, str], path: str | Path = "<header>", sl
     path = Path(path)
     if slice_units not in ("mm", "pixels"):
         raise InputError(f"slice_units: expected 'mm' or 'pixels', found {slice_units!r}")
-    nx = _count(header, "matrix size [1]", path)
-    ny = _count(header, "matrix size [2]", path)
+    nx = header_count(header, "matrix size [1]", path)
+    ny = header_count(header, "matrix size [2]", path)
     for key, value in (("matrix size [1]", nx), ("matrix size [2]", ny)):
         if value is None:
             raise InputError(f"{path}: required key {key!r} is missing")
     nz = None
     for key in ("matrix size [3]", "number of slices", "number of images", "total number of images"):
-        nz = _count(header, key, path)
+        nz = header_count(header, key, path)
         if nz is not None:
             break
     sizes = []
     for axis in (1, 2):
         key = f"scaling factor (mm/pixel) [{axis}]"
-        value = _number(header, key, path, bounds=_PIXEL_MM)
+        value = header_number(header, key, path, bounds=PIXEL_SPACING_MM)
         if value is None:
             warnings.warn(f"{path}: {key!r} is missing; assuming 1 mm", stacklevel=3)
             value = 1.0
         sizes.append(value)
     shape: tuple[int, ...] = (nx, ny)
     if nz is not None:
-        sz = _number(header, "scaling factor (mm/pixel) [3]", path, bounds=_SLICE_MM)
+        sz = header_number(header, "scaling factor (mm/pixel) [3]", path, bounds=SLICE_SPACING_MM)
         if sz is None:
             for key in ("centre-centre slice separation (pixels)", "center-center slice separation (pixels)",
                         "slice thickness (pixels)"):
-                sz = _number(header, key, path, bounds=Range(0.0, None, lo_open=True))
+                sz = header_number(header, key, path, bounds=Range(0.0, None, lo_open=True))
                 if sz is not None:
                     if slice_units == "pixels":
                         sz *= sizes[0]
-                    if sz not in _SLICE_MM:
+                    if sz not in SLICE_SPACING_MM:
                         raise InputError(f"{path}: key {key!r} has value {header[key]!r}, a slice spacing of "
-                                         f"{sz:g} mm; expected {_SLICE_MM}")
+                                         f"{sz:g} mm; expected {SLICE_SPACING_MM}")
                     break
         if sz is None:
             sz = sizes[0]
@@ -196,7 +198,7 @@ def _numpy_dtype(header: dict[str, str], path: Path) -> np.dtype:
     if not fmt:
         raise InputError(f"{path}: required key 'number format' is missing")
     default_bytes = {"float": 4, "short float": 4, "long float": 8}.get(fmt)
-    nbytes = _count(header, "number of bytes per pixel", path) or default_bytes
+    nbytes = header_count(header, "number of bytes per pixel", path) or default_bytes
     if nbytes is None:
         raise InputError(f"{path}: required key 'number of bytes per pixel' is missing for {fmt!r} data")
     code = _FORMATS.get((fmt, nbytes))
@@ -247,9 +249,9 @@ def read_interfile(
         data_path = path.parent / data_path
     if not data_path.is_file():
         raise InputError(f"{path}: 'name of data file' points to {str(data_path)!r}, which does not exist")
-    offset = _number(header, "data offset in bytes", path, bounds=Range(0.0, None))
+    offset = header_number(header, "data offset in bytes", path, bounds=Range(0.0, None))
     if offset is None:
-        block = _number(header, "data starting block", path, 0.0, bounds=Range(0.0, None))
+        block = header_number(header, "data starting block", path, 0.0, bounds=Range(0.0, None))
         offset = block * 2048
     if offset != int(offset):
         raise InputError(f"{path}: 'data offset in bytes' is {offset}; expected a non-negative integer")
@@ -262,8 +264,8 @@ def read_interfile(
             f"{path}: data file {data_path.name!r} has {actual} bytes; the header describes {expected} "
             f"({'×'.join(map(str, shape))} values of {np_dtype.itemsize} bytes after an offset of {offset})"
         )
-    slope = _number(header, "data rescale slope", path, 1.0, bounds=_SLOPE)
-    intercept = _number(header, "data rescale offset", path, 0.0, bounds=_OFFSET)
+    slope = header_number(header, "data rescale slope", path, 1.0, bounds=_SLOPE)
+    intercept = header_number(header, "data rescale offset", path, 0.0, bounds=_OFFSET)
     raw = np.fromfile(data_path, dtype=np_dtype, count=n_values, offset=offset)
     # File order: x fastest, then y, then slices -> C order (z, y, x); transpose to (x, y, z).
     array = raw.reshape(tuple(reversed(shape))).transpose(tuple(reversed(range(len(shape)))))

@@ -43,8 +43,8 @@ import torch
 
 from spectdl.errors import InputError
 from spectdl.geometry import Orbit
-from spectdl.io._dicom import Range
-from spectdl.io.interfile import parse_number, parse_numbers
+from spectdl.io._dicom import ANGLE_DEG, ENERGY_KEV, POSITION_MM, RADIUS_MM, Range
+from spectdl.io.interfile import header_count, header_number, parse_numbers
 from spectdl.io.projections import Acquisition
 from spectdl.io.volume import Volume, check_affine
 
@@ -57,33 +57,9 @@ def _read(header_path):
     return read_interfile(header_path)
 
 
-def _num(header: dict, key: str, path, default=None, bounds: Range | None = None) -> float | None:
-    """The number under ``key`` (:func:`~spectdl.io.interfile.parse_number`), ``default`` when absent."""
-    text = header.get(key)
-    if text is None or str(text).strip() == "":
-        return default
-    return parse_number(text, key, path, bounds)
-
-
-def _int(header: dict, key: str, path, default=None) -> int | None:
-    text = header.get(key)
-    if text is None or str(text).strip() == "":
-        return default
-    return int(parse_number(text, key, path, _COUNT, integer=True))
-
-
-def _num_list(text: str, key: str, path, bounds: Range | None = None) -> list[float]:
-    return parse_numbers(text, key, path, bounds)
-
-
 # Physical ranges of the projection keys, stated in the error messages.
-_COUNT = Range(1, 1_000_000)
 _EXTENT_DEG = Range(0.0, 720.0, "deg", lo_open=True)
-_ANGLE_DEG = Range(-360.0, 360.0, "deg")
-_RADIUS_MM = Range(0.0, 2000.0, "mm", lo_open=True)
-_ENERGY_KEV = Range(0.0, 2000.0, "keV")
 _TIME_S = Range(0.0, 1e5, "s", lo_open=True)
-_POSITION_MM = Range(-1e5, 1e5, "mm")
 
 
 def read_interfile_projections(
@@ -103,16 +79,16 @@ def read_interfile_projections(
         raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a stack of views")
     data = image[0, 0]  # [cols, rows, images]
     n_images = data.shape[2]
-    n_win = _int(header, "number of energy windows", path, 1)
-    n_proj = _int(header, "number of projections", path)
+    n_win = header_count(header, "number of energy windows", path, 1)
+    n_proj = header_count(header, "number of projections", path)
     if n_proj is None:
-        n_proj = _int(header, "number of images/energy window", path, n_images // n_win)
+        n_proj = header_count(header, "number of images/energy window", path, n_images // n_win)
     if n_proj < 1 or n_proj * n_win != n_images:
         raise InputError(f"{path}: {n_images} images but 'number of projections' {n_proj} × 'number of "
                          "energy "
                          f"windows' {n_win} = {n_proj * n_win}; expected equal")
-    extent = _num(header, "extent of rotation", path, 360.0, _EXTENT_DEG)
-    start = _num(header, "start angle", path, 0.0, _ANGLE_DEG)
+    extent = header_number(header, "extent of rotation", path, 360.0, _EXTENT_DEG)
+    start = header_number(header, "start angle", path, 0.0, ANGLE_DEG)
     direction = str(header.get("direction of rotation", "CCW")).strip().upper()
     if direction in ("CC",):
         direction = "CCW"
@@ -121,7 +97,7 @@ def read_interfile_projections(
     radius_text = header.get("radius") or header.get("radii")
     if radius_text is None:
         raise InputError(f"{path}: key 'radius' is missing; expected the radius of rotation in mm")
-    radii = _num_list(radius_text, "radius", path, _RADIUS_MM)
+    radii = parse_numbers(radius_text, "radius", path, RADIUS_MM)
     if len(radii) == 1:
         radii = radii * n_proj
     if len(radii) != n_proj:
@@ -135,8 +111,8 @@ def read_interfile_projections(
 
     windows = []
     for w in range(1, n_win + 1):
-        lo = _num(header, f"energy window lower level [{w}]", path, bounds=_ENERGY_KEV)
-        hi = _num(header, f"energy window upper level [{w}]", path, bounds=_ENERGY_KEV)
+        lo = header_number(header, f"energy window lower level [{w}]", path, bounds=ENERGY_KEV)
+        hi = header_number(header, f"energy window upper level [{w}]", path, bounds=ENERGY_KEV)
         if lo is not None and hi is not None and not hi > lo:
             raise InputError(f"{path}: key 'energy window upper level [{w}]' is {hi:g} keV; expected "
                              f"more than 'energy window lower level [{w}]' {lo:g} keV")
@@ -148,7 +124,7 @@ def read_interfile_projections(
     n_r, n_z = data.shape[0], data.shape[1]
     affine = np.diag([dr, dr, dz, 1.0])
     affine[:3, 3] = -np.array([(n_r - 1) / 2 * dr, (n_r - 1) / 2 * dr, (n_z - 1) / 2 * dz])
-    tpp = _num(header, "time per projection (sec)", path, bounds=_TIME_S)
+    tpp = header_number(header, "time per projection (sec)", path, bounds=_TIME_S)
     return Acquisition(
         _counts=counts,
         windows=windows,
@@ -177,7 +153,7 @@ def read_interfile_volume(header_path: str | Path, *, affine=None) -> Volume:
         raise InputError(f"{path}: the image is 2-D {tuple(image.shape[2:])}; expected a 3-D volume")
     if affine is None:
         A = np.diag(list(grid.voxel_size_mm) + [1.0])
-        offsets = [_num(header, f"first pixel offset (mm) [{a}]", path, bounds=_POSITION_MM)
+        offsets = [header_number(header, f"first pixel offset (mm) [{a}]", path, bounds=POSITION_MM)
                    for a in (1, 2, 3)]
         if all(o is not None for o in offsets):
             A[:3, 3] = offsets
