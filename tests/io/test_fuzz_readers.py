@@ -34,7 +34,7 @@ import pytest
 import torch
 
 from spectdl.errors import SpectdlError
-from spectdl.io import read_ct_series, read_interfile_projections, read_projections
+from spectdl.io import read_ct_series, read_interfile_projections, read_projections, read_volume_series
 
 hypothesis = pytest.importorskip("hypothesis")
 pydicom = pytest.importorskip("pydicom")
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.slow
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LONG = 10_000
 # examples per reader in the normal suite (a few hundred in all, well under a minute on 2 cores)
-SUITE = dict(projections=120, ct=80, interfile=80, interfile_projections=40, materials=40, real=3)
+SUITE = dict(projections=120, ct=80, volumes=60, interfile=80, interfile_projections=40, materials=40, real=3)
 # examples per reader on the untouched real files under --fuzz-long (each reads megabytes)
 LONG_REAL = dict(projections=300, ct=300, interfile=60)
 STATS: dict[str, dict[str, float]] = {}
@@ -142,6 +142,10 @@ READER_KEYWORDS = {
     "FrameOfReferenceUID", "StudyInstanceUID", "RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "KVP",
     "SpacingBetweenSlices", "SliceThickness", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
     "SamplesPerPixel", "PhotometricInterpretation", "PixelData", "PatientName", "PatientWeight",
+    # read_volume_series: the SUV inputs and times
+    "RadionuclideTotalDose", "RadionuclideHalfLife", "RadiopharmaceuticalStartTime",
+    "RadiopharmaceuticalStartDateTime", "AcquisitionDate", "AcquisitionTime", "SeriesDate", "SeriesTime",
+    "Units", "DecayCorrection",
 }
 
 
@@ -314,6 +318,24 @@ def ct_seeds(tmp_path_factory, io_builders):
             slices.append(_write(ds))
         seeds.append(("real headers", slices))
     return [(name, [dicom_seed(f"{name} {k}", b) for k, b in enumerate(files)]) for name, files in seeds]
+
+
+@pytest.fixture(scope="session")
+def pt_seeds(tmp_path_factory, io_builders):
+    """A reconstructed PT series with the SUV tags (weight, dose, half-life, times) that
+    read_volume_series decodes, as slice files to mutate like the CT seeds."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    folder = tmp_path_factory.mktemp("pt_seeds") / "pt"
+    item = Dataset()
+    item.RadionuclideTotalDose, item.RadionuclideHalfLife, item.RadiopharmaceuticalStartTime = 370e6, 6586.2, "100000"
+    extra = dict(Units="BQML", DecayCorrection="START", SeriesDate="20240102", SeriesTime="105500",
+                 AcquisitionDate="20240102", AcquisitionTime="110000", PatientWeight=70.0,
+                 RadiopharmaceuticalInformationSequence=Sequence([item]))
+    vol = np.random.default_rng(2).uniform(0, 5000, size=(8, 8, 3))
+    io_builders.make_slice_series(folder, vol, modality="PT", slope=0.25, intercept=0.0, signed=False, extra=extra)
+    return [("synthetic pt", [dicom_seed(f"pt {k}", p.read_bytes()) for k, p in enumerate(sorted(folder.iterdir()))])]
 
 
 def mutate_ct(data_strategy, slices: list[DicomSeed], folder: Path) -> None:
@@ -531,6 +553,21 @@ def test_fuzz_read_ct_series(request, tmp_path, ct_seeds):
         try:
             mutate_ct(data, slices, folder)
             _check("ct", lambda: read_ct_series(folder), _vol_finite)
+        finally:
+            shutil.rmtree(folder.parent)
+
+    _quiet(run)
+
+
+def test_fuzz_read_volume_series(request, tmp_path, pt_seeds):
+    @_settings(_examples(request, "volumes"))
+    @given(st.data())
+    def run(data):
+        name, slices = data.draw(st.sampled_from(pt_seeds), label="seed")
+        folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "pt"
+        try:
+            mutate_ct(data, slices, folder)
+            _check("volumes", lambda: read_volume_series(folder), _vol_finite)
         finally:
             shutil.rmtree(folder.parent)
 

@@ -11,6 +11,8 @@ from pydicom.sequence import Sequence
 from spectdl.errors import InputError
 from spectdl.io import read_volume_series, suv, suv_factor
 
+from .conftest import DELETE
+
 F18_HALF_LIFE_S = 6586.2  # 109.77 min (NNDC)
 
 
@@ -117,3 +119,34 @@ def test_ct_is_not_an_emission_volume(slice_series):
     folder = slice_series("ct", np.zeros((3, 3, 2)))
     with pytest.raises(InputError, match=r"Modality \(0008,0060\) is 'CT'; expected 'NM' or 'PT'"):
         read_volume_series(folder)
+
+
+@pytest.mark.parametrize("changes, pattern", [
+    ({"RescaleSlope": "0"}, r"RescaleSlope \(0028,1053\) is '0'; expected a number, a nonzero value"),
+    ({"RescaleSlope": ("FD", float("nan"))}, r"RescaleSlope \(0028,1053\) is nan; expected a finite number"),
+    ({"RescaleIntercept": ("LO", "abc")}, r"RescaleIntercept \(0028,1052\) is 'abc'; expected a number"),
+    ({"PatientWeight": ("FD", float("inf"))}, r"PatientWeight \(0010,1030\) is inf; expected a finite number"),
+    ({"PatientWeight": "-70"}, r"PatientWeight \(0010,1030\) is '-70'; expected a number, 0 ≤ value ≤ 1000 kg"),
+    ({"RadiopharmaceuticalInformationSequence[0].RadionuclideTotalDose": "-5"},
+     r"RadionuclideTotalDose \(0018,1074\) in RadiopharmaceuticalInformationSequence item 1 is '-5'"),
+    ({"ImagePositionPatient": ["0", "0", "1e9"]}, r"ImagePositionPatient \(0020,0032\) is .*±?-?100000"),
+])
+def test_malformed_values_of_a_pt_series_are_named(slice_series, edit_dicom, changes, pattern):
+    # Every slice edited: per-slice tags and the series' reference slice alike hold the bad value.
+    folder, _ = _pt_series(slice_series)
+    files = sorted(folder.iterdir())
+    for f in files:
+        edit_dicom(f, changes)
+    with pytest.raises(InputError, match=pattern) as err:
+        read_volume_series(folder)
+    assert any(str(f) in str(err.value) for f in files)
+
+
+def test_absent_rescale_means_the_stored_values(slice_series, edit_dicom):
+    # Rescale Slope/Intercept are optional in NM: absent, the stored values are taken as they are.
+    folder, vol = _pt_series(slice_series)
+    for f in sorted(folder.iterdir()):
+        edit_dicom(f, {"RescaleSlope": DELETE, "RescaleIntercept": DELETE})
+    v = read_volume_series(folder)
+    stored = np.round(vol / 0.25)  # the writer stored the values at slope 0.25
+    np.testing.assert_allclose(v.data.numpy(), stored, atol=1.0)
