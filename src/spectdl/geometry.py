@@ -16,7 +16,7 @@ Conventions (shared by the whole package)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from spectdl.errors import GeometryError
@@ -233,3 +233,24 @@ class Collimator:
     def sigma_mm(self, distance_mm):
         """Gaussian standard deviation in mm, ``FWHM / (2·sqrt(2·ln 2))``."""
         return self.fwhm_mm(distance_mm) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+    def with_system_fwhm(self, fwhm_mm: float, distance_mm: float) -> "Collimator":
+        """The same collimator with its hole diameter scaled so that ``R_sys(distance_mm) = fwhm_mm``.
+
+        ``d' = sqrt(fwhm² − R_int²) · L_eff / (L_eff + b)``: hole length, septa, lead and intrinsic
+        resolution are kept, so the resolution still grows linearly with distance at the rate of a
+        collimator of that bore (a vendor's "system resolution at 10 cm" fixes one point of it).
+        """
+        fwhm = float(fwhm_mm)
+        b = float(distance_mm)
+        if not (math.isfinite(b) and b >= 0):
+            raise GeometryError(f"distance_mm: expected a finite distance >= 0, found {distance_mm!r}")
+        if not (math.isfinite(fwhm) and fwhm > self.intrinsic_fwhm_mm):
+            raise GeometryError(
+                f"fwhm_mm: {fwhm_mm!r} mm; expected a finite value above the intrinsic resolution "
+                f"{self.intrinsic_fwhm_mm} mm"
+            )
+        geo = math.sqrt(fwhm * fwhm - self.intrinsic_fwhm_mm**2)
+        l_eff = self.effective_length_mm
+        d = geo * l_eff / (l_eff + b)
+        return replace(self, hole_diameter_mm=d, name=f"{self.name} ({fwhm:g} mm at {b:g} mm)")

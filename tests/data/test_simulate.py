@@ -177,3 +177,58 @@ def test_3d_phantom_projects_to_axial_sinograms_and_regenerates(tmp_path):
     assert s["counts_full"].shape == (1, 16, 40, 24) and s["recon_full"].shape == (1, 40, 40, 24)
     again = regenerate(res.manifest_path, 1)
     assert all(torch.equal(again[k], s[k]) for k in s)
+
+
+def test_counts_from_injected_activity_follow_expected_counts(tmp_path):
+    """counts.activity: without attenuation or blur (whose axial tails leave a torso that fills the grid's z) the
+    projector conserves counts per view, so the expected total is
+    n_views · A · S · t exactly, with A = injected · fraction · Σx / Σ_region x computed from the phantom."""
+    from spectdl.data.simulation import sample_phantom
+
+    act = {"injected_mbq": 800.0, "region": "myocardium", "uptake_fraction": 0.012,
+           "sensitivity_cps_per_mbq": 79.0, "time_per_view_s": [20.0, 25.0]}
+    cfg = dict(phantom="cardiac", grid={"shape": [30, 30, 24], "voxel_size_mm": 16.0}, n_samples=3, batch_size=3,
+               shard_size=3, orbit={"n_angles": 6, "radius_mm": 250.0, "arc_deg": 180.0, "start_deg": 45.0},
+               collimator=None, attenuation=False,
+               counts={"activity": act, "levels": {"full": 1.0, "half": 0.5}},
+               store=["activity", "labels", "expected", "counts"], splits={"test": 1.0})
+    run = simulate(cfg, tmp_path / "run", workers=1, progress=False)
+    manifest = json.loads(run.manifest_path.read_text())
+    times = []
+    for i in range(3):
+        ph = sample_phantom(run.manifest_path, i)
+        x = ph.activity.double()
+        region = x[ph.labels == ph.label_names["myocardium"]].sum()
+        mbq = 800.0 * 0.012 * float(x.sum() / region)
+        params = manifest["samples"][i]["params"]
+        t = params["time_per_view_s"]
+        assert 20.0 <= t <= 25.0 and params["activity_in_field_mbq"] == pytest.approx(mbq, rel=1e-9)
+        expected = read_sample(run.manifest_path, i)["expected"].double()
+        assert float(expected.sum()) == pytest.approx(6 * mbq * 79.0 * t, rel=1e-5)
+        assert manifest["samples"][i]["total_counts"] == pytest.approx(float(expected.sum()), rel=1e-6)
+        times.append(t)
+    assert len(set(times)) == 3  # drawn per sample
+    stored = read_sample(run.manifest_path, 1)
+    again = regenerate(run.manifest_path, 1)
+    assert torch.equal(stored["counts_half"], again["counts_half"])
+
+
+def test_counts_from_activity_are_checked(tmp_path):
+    from spectdl.data import load_simulation_config
+    from spectdl.errors import ConfigError
+
+    base = dict(phantom="cardiac", counts={"activity": {"region": "nowhere"}}, n_samples=1, batch_size=1,
+                shard_size=1, grid={"shape": [24, 24, 24], "voxel_size_mm": 16.0}, orbit={"n_angles": 4},
+                splits={"test": 1.0})
+    with pytest.raises(SpectdlError, match="nowhere"):
+        simulate(base, tmp_path / "a", workers=1, progress=False)
+    with pytest.raises(ConfigError, match="total"):
+        load_simulation_config({**base, "counts": {"total": 1e6, "activity": {}}})
+    with pytest.raises(ConfigError, match="uptake_fraction"):
+        load_simulation_config({**base, "counts": {"activity": {"uptake_fraction": 1.5}}})
+    with pytest.raises(ConfigError, match="time_per_view_s"):
+        load_simulation_config({**base, "counts": {"activity": {"time_per_view_s": [25, 20]}}})
+    with pytest.raises(ConfigError, match="resolution"):
+        load_simulation_config({**base, "resolution": {"fwhm_mm": 2.0}})
+    with pytest.raises(ConfigError, match="resolution"):
+        load_simulation_config({**base, "collimator": None, "resolution": {"fwhm_mm": 7.6}})

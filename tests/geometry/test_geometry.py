@@ -72,6 +72,24 @@ def test_collimator_resolution_formula():
     assert Collimator.preset("MEGP").fwhm_mm(100.0) > c.fwhm_mm(100.0)
 
 
+def test_collimator_matched_to_a_system_resolution():
+    """A vendor's "7.6 mm at 10 cm": the hole diameter scales so that R_sys(100) = 7.6 exactly, the rest of
+    the collimator (length, lead, intrinsic) is kept and the geometric part still grows ∝ (L_eff + b)."""
+    c = Collimator.preset("LEHR")
+    m = c.with_system_fwhm(7.6, 100.0)
+    assert math.isclose(m.fwhm_mm(100.0), 7.6, rel_tol=1e-12)
+    assert (m.hole_length_mm, m.intrinsic_fwhm_mm, m.mu_lead_per_cm) == (35.0, 3.9, 26.3)
+    leff = 35.0 - 2.0 / 2.63
+    for b in (0.0, 250.0):
+        assert math.isclose(m.geometric_fwhm_mm(b) / c.geometric_fwhm_mm(b), m.hole_diameter_mm / 1.5, rel_tol=1e-12)
+        assert math.isclose(m.geometric_fwhm_mm(b), math.sqrt(7.6**2 - 3.9**2) * (leff + b) / (leff + 100.0),
+                            rel_tol=1e-12)
+    with pytest.raises(GeometryError, match="fwhm_mm"):
+        c.with_system_fwhm(3.0, 100.0)  # below the intrinsic 3.9 mm
+    with pytest.raises(GeometryError, match="distance_mm"):
+        c.with_system_fwhm(7.6, -1.0)
+
+
 def test_collimator_errors_name_the_field():
     with pytest.raises(GeometryError, match="preset"):
         Collimator.preset("UHR")

@@ -86,7 +86,8 @@ def test_conventions_registry_and_resolution():
     assert (bone.psnr_peak, bone.ssim_data_range, bone.data_range) == ("reference_max", "reference_max", None)
     fixed = Convention.fixed(2)
     assert fixed.to_dict() == {"name": "data_range=2.0", "psnr_peak": "data_range", "data_range": 2.0,
-                               "ssim_data_range": "data_range", "nrmse_normalization": "euclidean"}
+                               "ssim_data_range": "data_range", "nrmse_normalization": "euclidean",
+                               "ssim_constants": None}
     assert convention(fixed.name) == fixed  # recorded names resolve back
     assert convention(bone) is bone
     with pytest.raises(InputError, match=r"'bone'.*reference_max.*reference_range"):
@@ -178,3 +179,32 @@ def test_reference_peaks_and_identical_images():
     assert peaks["psnr"].tolist() == [4.0] and peaks["ssim"].tolist() == [4.0]
     assert reference_peaks(t)["psnr"].tolist() == [5.0]
     assert math.isinf(float(image_scores(t, t, metrics="psnr")["psnr"][0]))
+
+
+@pytest.mark.parametrize("shape", [(23, 19), (13, 14, 12)])
+def test_absolute_ssim_constants_and_prediction_peak_match_skimage(shape):
+    """The myocardial perfusion paper's conventions: SSIM with absolute C1 = 0.01, C2 = 0.02 (skimage with
+    data_range 1 and K = √C gives exactly those constants), and a PSNR peak of max(pred)."""
+    pred, target = _pairs(shape, seed=3)
+    pred, target = pred * 100.0, target * 100.0  # counts in the hundreds, where the choice matters
+    got = image_scores(torch.tensor(pred), torch.tensor(target), metrics=("psnr", "ssim"),
+                       convention="reference_max_c0.01_0.02")
+    pmax = image_scores(torch.tensor(pred), torch.tensor(target), metrics=("psnr",), convention="prediction_max")
+    default = image_scores(torch.tensor(pred), torch.tensor(target), metrics=("ssim",), convention="reference_max")
+    for i in range(3):
+        p, t = pred[i, 0], target[i, 0]
+        sk = structural_similarity(t, p, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False, K1=0.1, K2=math.sqrt(0.02))
+        assert float(got["ssim"][i]) == pytest.approx(sk, abs=1e-9)
+        assert float(got["psnr"][i]) == pytest.approx(peak_signal_noise_ratio(t, p, data_range=t.max()), abs=1e-9)
+        assert float(pmax["psnr"][i]) == pytest.approx(peak_signal_noise_ratio(t, p, data_range=p.max()), abs=1e-9)
+    # Tiny absolute constants do not stabilise: the SSIM differs from the K·L one.
+    assert not torch.allclose(got["ssim"], default["ssim"], atol=1e-4)
+
+
+def test_absolute_ssim_constants_are_checked():
+    for bad in [(0.01,), (0.0, 0.02), (float("nan"), 0.02), "ab"]:
+        with pytest.raises(InputError, match="ssim_constants"):
+            Convention("x", ssim_constants=bad)
+    with pytest.raises(InputError, match="prediction_max"):
+        reference_peaks(torch.ones(1, 1, 12, 12), "prediction_max")

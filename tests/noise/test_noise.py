@@ -7,7 +7,7 @@ from scipy import stats
 
 from spectdl.errors import InputError
 from spectdl.geometry import Orbit, VoxelGrid
-from spectdl.noise import expected_counts, poisson, scale_to_counts, thin
+from spectdl.noise import expected_counts, poisson, scale_to_counts, split_gates, thin
 from spectdl.physics import SpectProjector
 
 
@@ -77,3 +77,32 @@ def test_scale_to_counts_and_expected_counts():
     torch.testing.assert_close(ybar.sum(-1), torch.full((1, 1, 10), 800_000.0, dtype=torch.float64))
     with pytest.raises(InputError, match="time_per_view_s"):
         expected_counts(x, P, 500.0, 80.0, 0.0)
+
+
+def test_gate_split_is_multinomial_and_gives_independent_poisson_gates():
+    """Poisson(λ) counts split into 8 equal gates: each gate Poisson(λ/8) (chi-square against scipy's pmf),
+    gates uncorrelated (the thinning theorem), and the gates sum back to the counts exactly."""
+    lam, m = 16.0, 100_000
+    full = poisson(torch.full((m,), lam, dtype=torch.float64), torch.Generator().manual_seed(4))
+    gates = split_gates(full, [1] * 8, torch.Generator().manual_seed(5))
+    assert gates.shape == (8, m) and torch.equal(gates.sum(0), full)
+    k = np.arange(0, 9)
+    for g in gates.numpy():
+        observed = np.array([(g == v).sum() for v in k])
+        expected = stats.poisson.pmf(k, lam / 8) * m
+        assert ((observed - expected) ** 2 / expected).sum() < stats.chi2.ppf(0.999, len(k) - 1)
+    corr = np.corrcoef(gates.numpy())
+    assert np.abs(corr[~np.eye(8, dtype=bool)]).max() < 5 / math.sqrt(m)
+    # Unequal weights: mean of gate k is λ·w_k/Σw.
+    w = [3, 1, 0, 4]
+    uneven = split_gates(full, w, torch.Generator().manual_seed(6))
+    for g, wk in zip(uneven, w):
+        assert abs(float(g.mean()) - lam * wk / 8) < 4 * math.sqrt(lam * wk / 8 / m) + 1e-12
+    assert torch.equal(split_gates(full[:5], [2.0], torch.Generator())[0], full[:5])
+
+
+@pytest.mark.parametrize("weights, match", [([], "weights"), ([0, 0], "weights"), ([1, -1], "weights"),
+                                            ("ab", "weights"), ([1, float("inf")], "weights")])
+def test_gate_split_rejects_bad_weights(weights, match):
+    with pytest.raises(InputError, match=match):
+        split_gates(torch.tensor([1.0, 2.0]), weights)

@@ -11,8 +11,9 @@ Layout (every key optional; defaults shown)::
     shard_size: 256               # samples per HDF5 shard (one worker writes a whole shard)
     orbit: {n_angles: 120, radius_mm: null, arc_deg: 360.0, start_deg: 0.0, direction: ccw}
     collimator: LEHR              # LEHR | LEGP | MEGP | null (ideal line integrals)
+    resolution: null              # {fwhm_mm: 7.6, distance_mm: 100}: the collimator matched to a system FWHM
     attenuation: true             # use the phantom's mu map in the projector
-    counts: {total: 5.0e+5, levels: {full: 1.0}}
+    counts: {total: 5.0e+5, levels: {full: 1.0}}   # or activity: {injected_mbq: 800, ...} instead of total
     recon: null                   # {iterations: 4, subsets: 10}: OSEM of every count level
     store: null                   # null = [activity, mu_per_cm, labels, counts]
                                   #   (planar: [expected, labels, lesion_mask, counts])
@@ -49,11 +50,13 @@ from spectdl.errors import ConfigError, SpectdlError
 from spectdl.typed_config import Section, load_section
 
 __all__ = [
+    "ActivityConfig",
     "CountsConfig",
     "GridConfig",
     "OrbitConfig",
     "PHANTOMS",
     "ReconConfig",
+    "ResolutionConfig",
     "SimulationConfig",
     "load_simulation_config",
 ]
@@ -115,8 +118,60 @@ class OrbitConfig(Section):
 
 
 @dataclass(frozen=True)
+class ActivityConfig(Section):
+    """Counts from the injected activity, through :func:`spectdl.noise.expected_counts`.
+
+    ``region`` (a phantom label name) holds ``uptake_fraction`` of ``injected_mbq``; the rest of the
+    activity in the field of view follows from the phantom's concentration ratios, so that the
+    activity in the field is ``A = injected_mbq · uptake_fraction · Σx / Σ_region x`` (MBq), and the
+    expected counts are ``ȳ = A_sys(x / Σx) · A · S · t`` with the sensitivity ``S`` (cps/MBq, planar,
+    in air) and ``t`` seconds per view (a number, or ``[low, high]`` drawn uniformly per sample).
+    """
+
+    injected_mbq: float = 800.0
+    region: str = "myocardium"
+    uptake_fraction: float = 0.012
+    sensitivity_cps_per_mbq: float = 79.0
+    time_per_view_s: Union[float, tuple[float, float]] = 22.0
+
+    def _check(self) -> None:
+        _finite_positive("injected_mbq", self.injected_mbq)
+        _finite_positive("sensitivity_cps_per_mbq", self.sensitivity_cps_per_mbq)
+        if not (math.isfinite(self.uptake_fraction) and 0 < self.uptake_fraction <= 1):
+            raise ConfigError(f"uptake_fraction: expected a fraction in (0, 1], found {self.uptake_fraction!r}")
+        lo, hi = self.time_range
+        for v in (lo, hi):
+            _finite_positive("time_per_view_s", v)
+        if lo > hi:
+            raise ConfigError(f"time_per_view_s: expected [low, high] with low <= high, found {[lo, hi]}")
+
+    @property
+    def time_range(self) -> tuple[float, float]:
+        t = self.time_per_view_s
+        return t if isinstance(t, tuple) else (t, t)
+
+
+@dataclass(frozen=True)
+class ResolutionConfig(Section):
+    """A collimator matched to a stated system resolution: the preset's hole diameter is scaled so
+    that the FWHM at ``distance_mm`` from the collimator face is ``fwhm_mm``
+    (:meth:`spectdl.geometry.Collimator.with_system_fwhm`)."""
+
+    fwhm_mm: float = 7.6
+    distance_mm: float = 100.0
+
+    def _check(self) -> None:
+        _finite_positive("fwhm_mm", self.fwhm_mm)
+        if not (math.isfinite(self.distance_mm) and self.distance_mm >= 0):
+            raise ConfigError(f"distance_mm: expected a finite distance >= 0, found {self.distance_mm!r}")
+
+
+@dataclass(frozen=True)
 class CountsConfig(Section):
     """Count level: ``total`` expected counts of the full acquisition, and the other ``levels``.
+
+    With ``activity`` the full acquisition's expected counts come from the injected activity, the
+    camera's sensitivity and the time per view instead of ``total`` (:class:`ActivityConfig`).
 
     A level ``name: f`` is the full acquisition binomially thinned to ``f`` (the same scan, shorter:
     its counts are a subset of the full scan's), unless ``name`` is listed in ``independent``: then
@@ -127,8 +182,12 @@ class CountsConfig(Section):
     total: Union[float, tuple[float, float]] = 5.0e5
     levels: dict[str, float] = field(default_factory=lambda: {"full": 1.0})
     independent: tuple[str, ...] = ()
+    activity: Optional[ActivityConfig] = None
 
     def _check(self) -> None:
+        if self.activity is not None and self.total != 5.0e5:
+            raise ConfigError(f"total: {self.total!r} and activity are both given; expected one of them (activity "
+                              "fixes the counts from the injected MBq)")
         pair = self.total if isinstance(self.total, tuple) else (self.total, self.total)
         for v in pair:
             _finite_positive("total", v)
@@ -183,6 +242,7 @@ class SimulationConfig(Section):
     shard_size: int = 256
     orbit: OrbitConfig = field(default_factory=OrbitConfig)
     collimator: Optional[Literal["LEHR", "LEGP", "MEGP"]] = "LEHR"
+    resolution: Optional[ResolutionConfig] = None
     attenuation: bool = True
     counts: CountsConfig = field(default_factory=CountsConfig)
     recon: Optional[ReconConfig] = None
@@ -213,6 +273,15 @@ class SimulationConfig(Section):
                 raise ConfigError(f"store[{i}]: {key!r} is not stored for phantom {self.phantom!r}; expected one of {list(allowed)}")
         if len(set(self.store)) != len(self.store):
             raise ConfigError(f"store: a key is listed twice in {list(self.store)}")
+        if self.resolution is not None:
+            if self.collimator is None:
+                raise ConfigError("resolution: needs a collimator to match; found collimator: null")
+            try:
+                self.collimator_model()
+            except SpectdlError as exc:
+                raise ConfigError(f"resolution: {exc}") from None
+        if kind == "planar" and self.counts.activity is not None:
+            raise ConfigError("counts.activity: planar phantoms have no projector to take counts through; use counts.total")
         if kind == "planar" and self.recon is not None:
             raise ConfigError("recon: planar phantoms have no tomographic reconstruction; expected null")
         if self.recon is not None and self.recon.subsets > self.orbit.n_angles:
@@ -260,6 +329,18 @@ class SimulationConfig(Section):
         import spectdl.phantoms as phantoms
 
         return getattr(phantoms, PHANTOMS[self.phantom][0])
+
+    def collimator_model(self):
+        """The :class:`~spectdl.geometry.Collimator` of the projector (``None``: ideal line integrals),
+        matched to ``resolution`` when it is given."""
+        from spectdl.geometry import Collimator
+
+        if self.collimator is None:
+            return None
+        coll = Collimator.preset(self.collimator)
+        if self.resolution is not None:
+            coll = coll.with_system_fwhm(self.resolution.fwhm_mm, self.resolution.distance_mm)
+        return coll
 
     def voxel_grid(self):
         """The :class:`VoxelGrid`, or ``None`` for the phantom's default grid."""

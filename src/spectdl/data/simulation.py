@@ -56,7 +56,7 @@ from spectdl.data.seeding import generator_for, mix_seed
 from spectdl.data.shards import ShardWriter, open_shard, remove_stale_temporaries, shard_name
 from spectdl.errors import InputError, SpectdlError
 from spectdl.io.atomic import file_sha256
-from spectdl.noise import poisson, thin
+from spectdl.noise import expected_counts, poisson, thin
 
 __all__ = ["SimulationResult", "finalize", "load_manifest_json", "read_sample", "reconstruct_simulation", "regenerate",
            "simulate", "verify_shards"]
@@ -139,7 +139,7 @@ def split_ranges(config: SimulationConfig) -> dict[str, tuple[int, int]]:
 
 def _projector(config: SimulationConfig, grid, device: torch.device):
     o = config.orbit
-    key = (grid, o.n_angles, o.radius_mm, o.arc_deg, o.start_deg, o.direction, config.collimator,
+    key = (grid, o.n_angles, o.radius_mm, o.arc_deg, o.start_deg, o.direction, config.collimator_model(),
            config.recon is not None, str(device))
     proj = _PROJECTORS.get(key)
     if proj is None:
@@ -150,13 +150,13 @@ def _projector(config: SimulationConfig, grid, device: torch.device):
 
 
 def _new_projector(config: SimulationConfig, grid, device: torch.device, *, cache_attenuation: bool):
-    from spectdl.geometry import Collimator, Orbit
+    from spectdl.geometry import Orbit
     from spectdl.physics import SpectProjector
 
     o = config.orbit
     radius = o.radius_mm if o.radius_mm is not None else grid.extent_mm[0] / 2.0
     orbit = Orbit.circular(o.n_angles, radius, o.arc_deg, o.start_deg, o.direction)
-    coll = None if config.collimator is None else Collimator.preset(config.collimator)
+    coll = config.collimator_model()
     return SpectProjector(grid, orbit, coll, check_input=False, cache_attenuation=cache_attenuation)
 
 
@@ -216,6 +216,14 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         arrays["labels"] = ph.labels.to(torch.uint8 if top < 256 else torch.int32)
 
     lo, hi = config.counts.total_range
+    act = config.counts.activity
+    params = _per_sample_params(ph.info, count)
+    if act is not None:
+        # Counts per second of the field's activity; the time per view is drawn per sample below.
+        mbq = activity_in_field_mbq(ph, act)
+        clean = expected_counts(ph.activity, proj, mbq, act.sensitivity_cps_per_mbq, 1.0)
+        params["activity_in_field_mbq"] = mbq.cpu()
+        params["time_per_view_s"] = torch.empty(count, dtype=torch.float64)
     # Sorted by name: a config read back from the (key-sorted) manifest draws the same noise.
     levels = sorted(config.counts.levels.items())
     independent = set(getattr(config.counts, "independent", ()) or ())
@@ -227,11 +235,21 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         noise_seed = mix_seed(config.seed, 2, index)
         g = generator_for(noise_seed, device)
         u = float(torch.rand(1, generator=g, dtype=torch.float64, device=device))
-        total = lo if hi == lo else math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
         if not float(sums[b]) > 0:
             raise SpectdlError(f"sample {index}: the noise-free projections sum to 0; the phantom has no visible activity")
-        scale = total / float(sums[b])
-        ybar = clean[b] * scale
+        if act is None:
+            total = lo if hi == lo else math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+            scale = total / float(sums[b])
+            ybar = clean[b] * scale
+        else:
+            t_lo, t_hi = act.time_range
+            seconds = t_lo + u * (t_hi - t_lo)
+            params["time_per_view_s"][b] = seconds
+            ybar = clean[b] * seconds
+            total = float(sums[b]) * seconds
+            # Counts per unit of phantom activity, as `scale` means in the other mode.
+            scale = float(mbq[b]) * act.sensitivity_cps_per_mbq * seconds / float(
+                ph.activity[b].to(torch.float64).sum())
         full = poisson(ybar, g)
         for name, f in levels:
             if name in independent:
@@ -253,7 +271,23 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
             arrays[f"recon_{name}"] = reconstruct_batch(config, proj, counts, f, scales)
     if proj is not None:
         proj.set_mu_map(None)  # drop the batch's attenuation factors
-    return {"arrays": arrays, "records": records, "params": _per_sample_params(ph.info, count)}
+    return {"arrays": arrays, "records": records, "params": params}
+
+
+def activity_in_field_mbq(phantom, activity) -> torch.Tensor:
+    """``[B]`` MBq in the phantom's field of view: region ``activity.region`` holds
+    ``uptake_fraction · injected_mbq`` and the rest follows from the phantom's concentrations,
+    ``A = injected · fraction · Σx / Σ_region x`` (see :class:`~spectdl.data.config.ActivityConfig`)."""
+    names = phantom.label_names or {}
+    if phantom.labels is None or activity.region not in names:
+        raise SpectdlError(f"counts.activity.region: {activity.region!r} is not a region of the phantom; expected one "
+                           f"of {sorted(n for n in names if n != 'outside')}")
+    x = phantom.activity.to(torch.float64).reshape(phantom.activity.shape[0], -1)
+    inside = (phantom.labels.reshape(x.shape) == names[activity.region]).to(torch.float64)
+    region = (x * inside).sum(1)
+    if bool((region <= 0).any()):
+        raise SpectdlError(f"counts.activity.region: a sample has no activity in {activity.region!r}")
+    return activity.injected_mbq * activity.uptake_fraction * x.sum(1) / region
 
 
 def reconstruct_batch(config: SimulationConfig, proj, counts: torch.Tensor, fraction: float,

@@ -6,11 +6,15 @@ or an "SSIM" means the same computation everywhere and every result records how 
 A :class:`Convention` fixes what the reference-dependent constants are:
 
 * PSNR (dB): ``PSNR = 10·log10(P² / MSE)``, ``MSE = mean((pred − target)²)``, with the peak ``P``
-  = ``max(target)`` (``"reference_max"``), ``max(target) − min(target)`` (``"reference_range"``)
-  or a fixed ``data_range`` (``"data_range"``);
+  = ``max(target)`` (``"reference_max"``), ``max(target) − min(target)`` (``"reference_range"``),
+  a fixed ``data_range`` (``"data_range"``) or the maximum of the image scored, ``max(pred)``
+  (``"prediction_max"``: what some papers' text states; it rewards a noisy image's high maximum);
 * SSIM (unitless): scikit-image's ``structural_similarity(target, pred, data_range=L,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` (Gaussian window σ = 1.5 voxels,
-  11 taps, ``K1 = 0.01``, ``K2 = 0.03``), with ``L`` chosen from the same three options;
+  11 taps, ``K1 = 0.01``, ``K2 = 0.03``), with ``L`` chosen from the same three options; or, with
+  ``ssim_constants=(C1, C2)``, the same window with those absolute constants in place of
+  ``(K1·L)², (K2·L)²`` (the myocardial perfusion paper's ``C1 = 0.01, C2 = 0.02``: for counts in the
+  hundreds they barely stabilise, so the SSIM is that of the raw moments);
 * NRMSE (unitless): ``RMSE / d`` with ``d`` the reference's Euclidean norm ``sqrt(mean(target²))``
   (default), its range or its mean.
 
@@ -54,7 +58,7 @@ METRICS = ("psnr", "ssim", "rmse", "mae", "nrmse")
 #: Every metric :func:`image_scores` knows: the defaults and ``mse`` (asked for by name).
 KNOWN_METRICS = METRICS + ("mse",)
 
-PSNR_PEAKS = ("reference_max", "data_range", "reference_range")
+PSNR_PEAKS = ("reference_max", "data_range", "reference_range", "prediction_max")
 SSIM_RANGES = ("reference_max", "reference_range", "data_range")
 
 # scikit-image's SSIM of Wang et al. 2004: σ = 1.5 truncated at 3.5σ gives the 11-tap window.
@@ -81,15 +85,27 @@ class Convention:
             three choices.
         nrmse_normalization: ``"euclidean"``, ``"min-max"`` or ``"mean"`` (see
             :func:`spectdl.metrics.functional.nrmse`).
+        ssim_constants: absolute ``(C1, C2)`` of the SSIM, in the images' units squared, instead
+            of ``(K1·L)², (K2·L)²``; ``ssim_data_range`` is then not used.
     """
 
     name: str
-    psnr_peak: Literal["reference_max", "data_range", "reference_range"] = "reference_max"
+    psnr_peak: Literal["reference_max", "data_range", "reference_range", "prediction_max"] = "reference_max"
     data_range: Optional[float] = None
     ssim_data_range: Literal["reference_max", "reference_range", "data_range"] = "reference_max"
     nrmse_normalization: Literal["euclidean", "min-max", "mean"] = "euclidean"
+    ssim_constants: Optional[tuple[float, float]] = None
 
     def __post_init__(self) -> None:
+        if self.ssim_constants is not None:
+            try:
+                c = tuple(float(v) for v in self.ssim_constants)
+            except (TypeError, ValueError):
+                c = ()
+            if len(c) != 2 or not all(math.isfinite(v) and v > 0 for v in c):
+                raise InputError(f"Convention.ssim_constants: expected two finite numbers > 0 (C1, C2), "
+                                 f"found {self.ssim_constants!r}")
+            object.__setattr__(self, "ssim_constants", c)
         if not isinstance(self.name, str) or not self.name:
             raise InputError(f"Convention.name: expected a non-empty string, found {self.name!r}")
         if self.psnr_peak not in PSNR_PEAKS:
@@ -139,11 +155,17 @@ class Convention:
 
 #: The named conventions. ``"reference_max"``: the bone SPECT paper's (PSNR peak and SSIM ``L`` =
 #: reference maximum); ``"reference_range"``: the reference's max − min for both (spectdl's
-#: training validation). A fixed span is :meth:`Convention.fixed`.
+#: training validation); ``"reference_max_c0.01_0.02"``: the reference maximum for the PSNR and the
+#: absolute SSIM constants C1 = 0.01, C2 = 0.02 that the myocardial perfusion paper states;
+#: ``"prediction_max"``: the PSNR peak taken from the image scored (the same paper's text). A fixed
+#: span is :meth:`Convention.fixed`.
 CONVENTIONS: Mapping[str, Convention] = MappingProxyType({
     "reference_max": Convention("reference_max", psnr_peak="reference_max", ssim_data_range="reference_max"),
     "reference_range": Convention("reference_range", psnr_peak="reference_range",
                                   ssim_data_range="reference_range"),
+    "reference_max_c0.01_0.02": Convention("reference_max_c0.01_0.02", psnr_peak="reference_max",
+                                           ssim_constants=(0.01, 0.02)),
+    "prediction_max": Convention("prediction_max", psnr_peak="prediction_max", ssim_data_range="reference_max"),
 })
 
 
@@ -187,7 +209,13 @@ def _check_metrics(metrics) -> tuple[str, ...]:
     return names
 
 
-def _span(choice: str, target: Tensor, mask: Optional[Tensor], fixed: Optional[float]) -> Tensor:
+def _span(choice: str, target: Tensor, mask: Optional[Tensor], fixed: Optional[float],
+          pred: Optional[Tensor] = None) -> Tensor:
+    if choice == "prediction_max":
+        if pred is None:
+            raise InputError("convention: the peak 'prediction_max' is taken from the image scored; it has no "
+                             "reference-only value")
+        return masked_max(pred, mask)
     if choice == "data_range":
         return torch.full((target.shape[0],), fixed, dtype=target.dtype, device=target.device)
     top = masked_max(target, mask)
@@ -235,9 +263,10 @@ def reference_peaks(
 def _check_peak(metric: str, choice: str, values: Tensor, conv: Convention) -> None:
     bad = [i for i, v in enumerate(values.tolist()) if not v > 0]
     if bad:
-        what = {"reference_max": "maximum", "reference_range": "max − min"}[choice]
+        what = {"reference_max": "reference maximum", "reference_range": "reference max − min",
+                "prediction_max": "maximum of the prediction"}[choice]
         raise InputError(
-            f"target: the reference {what} is {[values.tolist()[i] for i in bad]} for batch item(s) {bad} "
+            f"target: the {what} is {[values.tolist()[i] for i in bad]} for batch item(s) {bad} "
             f"under convention {conv.name!r}; expected > 0 for {metric.upper()} (a flat or non-positive "
             "reference needs a fixed span, e.g. Convention.fixed(1.0))"
         )
@@ -288,10 +317,16 @@ def image_scores(
     out: dict[str, Tensor] = {}
     for name in names:
         if name == "psnr":
-            peak = _span(conv.psnr_peak, target, m, conv.data_range)
+            peak = _span(conv.psnr_peak, target, m, conv.data_range, pred)
             _check_peak("psnr", conv.psnr_peak, peak, conv)
             out[name] = psnr(pred, target, data_range=peak, mask=m, reduction="none")
         elif name == "ssim":
+            if conv.ssim_constants is not None:
+                # (k·L)² with L = 1 and k = √C is the absolute constant C.
+                c1, c2 = conv.ssim_constants
+                out[name] = ssim(pred, target, 1.0, mask=m, gaussian_sigma=SSIM_SIGMA, win_size=SSIM_WIN_SIZE,
+                                 k1=math.sqrt(c1), k2=math.sqrt(c2), reduction="none")
+                continue
             span = _span(conv.ssim_data_range, target, m, conv.data_range)
             _check_peak("ssim", conv.ssim_data_range, span, conv)
             out[name] = ssim(pred, target, span, mask=m, gaussian_sigma=SSIM_SIGMA, win_size=SSIM_WIN_SIZE,

@@ -2,6 +2,6 @@
 
 from spectdl.noise.counts import expected_counts
 from spectdl.noise.poisson import poisson, scale_to_counts
-from spectdl.noise.thinning import thin
+from spectdl.noise.thinning import split_gates, thin
 
-__all__ = ["expected_counts", "poisson", "scale_to_counts", "thin"]
+__all__ = ["expected_counts", "poisson", "scale_to_counts", "split_gates", "thin"]

@@ -43,3 +43,39 @@ def thin(counts: torch.Tensor, fraction: float, generator: torch.Generator | Non
     prob = torch.full_like(work, f)
     kept = torch.binomial(work, prob, generator=generator)
     return kept.to(counts.dtype)
+
+
+def split_gates(counts: torch.Tensor, weights, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Split integer ``counts`` into gates (e.g. the 8 ECG gates of a gated acquisition).
+
+    Each count falls in gate ``k`` with probability ``p_k = w_k / Σw``: the gates are
+    ``Multinomial(counts, p)``, drawn as successive binomial thinnings of what is left,
+    ``n_k ~ Binomial(counts − Σ_{j<k} n_j, p_k / Σ_{j≥k} p_j)``. They sum to ``counts`` exactly, and
+    for ``counts ~ Poisson(λ)`` they are independent ``Poisson(p_k·λ)`` (the thinning theorem).
+
+    Args:
+        counts: non-negative integer counts, any shape (see :func:`thin`).
+        weights: ``G`` non-negative gate weights (e.g. ``[1] * 8`` for equal gates), not all zero.
+        generator: source of randomness.
+
+    Returns:
+        ``[G, *counts.shape]``, the dtype of ``counts``.
+    """
+    try:
+        w = [float(v) for v in weights]
+    except (TypeError, ValueError):
+        raise InputError(f"weights: expected a sequence of numbers, found {weights!r}") from None
+    if not w or any(not (v >= 0 and v < float("inf")) for v in w) or sum(w) <= 0:
+        raise InputError(f"weights: expected finite weights >= 0, not all 0, found {weights!r}")
+    if len(w) == 1:
+        return thin(counts, 1.0, generator)[None]  # checks the counts as the other branch does
+    left, gates, remaining = counts, [], sum(w)
+    for k, v in enumerate(w):
+        if k == len(w) - 1:
+            gates.append(left)
+            break
+        n = thin(left, min(1.0, v / remaining) if remaining > 0 else 0.0, generator)
+        gates.append(n)
+        left = left - n
+        remaining -= v
+    return torch.stack(gates)
