@@ -106,3 +106,20 @@ def test_gate_split_is_multinomial_and_gives_independent_poisson_gates():
 def test_gate_split_rejects_bad_weights(weights, match):
     with pytest.raises(InputError, match=match):
         split_gates(torch.tensor([1.0, 2.0]), weights)
+
+
+def test_scaled_thinning_rmse_follows_theory_at_every_dose_level():
+    """Low dose scaled by 1/f against its own full dose n: E[(k/f − n)²] = n(1 − f)/f, so over pixels the RMSE is
+    √((1/f − 1)·mean count): 1 : √3 : √7 for 1/2, 1/4, 1/8 (the projection-space low-dose columns of Table 1)."""
+    g = torch.Generator().manual_seed(11)
+    lam = torch.linspace(2.0, 120.0, 64 * 64 * 32, dtype=torch.float64)  # a spread of pixel means, like projections
+    full = poisson(lam, g)
+    mean = float(full.mean())
+    rmse = {}
+    for f in (0.5, 0.25, 0.125):
+        low = thin(full, f, g) / f
+        rmse[f] = float(((low - full) ** 2).mean().sqrt())
+        theory = math.sqrt((1 / f - 1) * mean)
+        assert rmse[f] == pytest.approx(theory, rel=0.01)
+    assert rmse[0.25] / rmse[0.5] == pytest.approx(math.sqrt(3), rel=0.015)
+    assert rmse[0.125] / rmse[0.5] == pytest.approx(math.sqrt(7), rel=0.015)

@@ -62,14 +62,17 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _boxplots(df, fig_dir: Path, baseline: str = "input") -> list[tuple[str, Path]]:
-    """One box plot per (dataset, level, region, metric) of per-case image metrics, methods side by
-    side, each method tested against ``baseline`` (the study's, default ``input``) with a paired
-    Wilcoxon test."""
+def _boxplots(df, fig_dir: Path, baseline: str = "input", metrics=("psnr", "ssim")) -> list[tuple[str, Path]]:
+    """One box plot per (dataset, level, space, region, convention, metric) of per-case metrics
+    (``metrics``: the study's ``box_metrics``, default PSNR and SSIM), methods side by side, each
+    method tested against ``baseline`` (the study's, default ``input``) with a paired Wilcoxon test."""
     out = []
     cases = df[df["case"] != "all"]
-    group_cols = [c for c in ("dataset", "level", "region") if c in cases.columns]
-    for metric in ("psnr", "ssim"):
+    group_cols = [c for c in ("dataset", "level", "space", "region", "convention") if c in cases.columns]
+    cases = cases.copy()
+    for c in group_cols:
+        cases[c] = cases[c].fillna("")  # groupby drops NaN keys: metrics without a convention still plot
+    for metric in metrics:
         sub = cases[cases["metric"] == metric]
         if sub.empty:
             continue
@@ -81,7 +84,7 @@ def _boxplots(df, fig_dir: Path, baseline: str = "input") -> list[tuple[str, Pat
             wide = wide[methods].dropna()
             if len(wide) < 2 or len(methods) < 2:
                 continue
-            label = "_".join(str(k) for k in key if str(k) != "nan")
+            label = "_".join(str(k) for k in key if str(k) not in ("nan", ""))
             fig = metric_boxplot(wide, methods, ylabel=metric.upper(), title=f"{metric.upper()} — {label}")
             out.append((f"{metric.upper()} per case ({label}); p: paired Wilcoxon against {methods[0]}",
                         save_png(fig, fig_dir / f"box_{metric}_{label}.png", overwrite=True)))
@@ -202,6 +205,32 @@ def _training(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     return [("Training and validation loss per epoch", save_png(fig, fig_dir / "training.png", overwrite=True))]
 
 
+def _bland_altman(df, summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
+    """Bland–Altman plots of ``summary["bland_altman"]``: ``{name, title, metric, a, b, where}``, the
+    per-case values of method ``a`` against method ``b`` from metrics.csv (cases paired by id)."""
+    from spectdl.report.plots import bland_altman_plot
+
+    out = []
+    cases = df[df["case"] != "all"]
+    for spec in summary.get("bland_altman") or []:
+        sel = cases[cases["metric"] == spec["metric"]]
+        for k, v in (spec.get("where") or {}).items():
+            if k in sel.columns:
+                sel = sel[sel[k] == v]
+        wide = sel.pivot_table(index="case", columns="method", values="value")
+        if spec["a"] not in wide.columns or spec["b"] not in wide.columns:
+            continue
+        pair = wide[[spec["a"], spec["b"]]].dropna()
+        if len(pair) < 3 or float((pair[spec["a"]] - pair[spec["b"]]).std()) == 0.0:
+            continue
+        fig = bland_altman_plot(pair[spec["a"]].to_numpy(), pair[spec["b"]].to_numpy(), title=spec.get("title"),
+                                xlabel=f"mean of {spec['a']} and {spec['b']} ({spec['metric'].upper()})",
+                                ylabel=f"{spec['a']} − {spec['b']}")
+        name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(spec.get("name", "ba")))
+        out.append((str(spec.get("title", name)), save_png(fig, fig_dir / f"bland_altman_{name}.png", overwrite=True)))
+    return out
+
+
 def _line_figures(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     """The study's own line plots: ``summary["line_figures"]`` is a list of ``{name, title, xlabel,
     ylabel, logy, series: {label: {"x": [...], "y": [...]}}}`` (e.g. validation curves)."""
@@ -280,12 +309,15 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
                  _fmt(t.get("mean_method")), _fmt(t.get("mean_baseline")), _fmt(t.get("mean_difference")),
                  f"{_fmt(t['ci_low'])} to {_fmt(t['ci_high'])}" if t.get("ci_low") is not None else "",
                  str(t.get("n", 0)), _p(t.get("p_value"))] for t in summary["tests"]]
+        trow = [r + [html.escape(t.get("test", "Wilcoxon"))] for r, t in zip(trow, summary["tests"])]
         parts.append(_table(["pair", "selection", "first (mean)", "second (mean)", "difference",
-                             "95% bootstrap CI of the difference", "n", "Wilcoxon p"], trow))
+                             "95% bootstrap CI of the difference", "n", "p", "test"], trow))
     parts.append("<h2>Mean over cases, every method</h2>")
     parts.append(_means_table(df))
     sections = [("Images", _image_grids(run_dir, fig_dir)),
-                ("Per-case metrics", _boxplots(df, fig_dir, summary.get("baseline_method") or "input")),
+                ("Per-case metrics", _boxplots(df, fig_dir, summary.get("baseline_method") or "input",
+                                               summary.get("box_metrics") or ("psnr", "ssim"))),
+                ("Agreement with full dose", _bland_altman(df, summary, fig_dir)),
                 ("Per region", _regional(df, fig_dir)),
                 ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir)),
                 ("Curves", _line_figures(summary, fig_dir))]
@@ -296,7 +328,8 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
     set_level = df[df["case"] == "all"]
     if not set_level.empty:
         parts.append("<h2>Set-level figures</h2>")
-        cols = [c for c in ("dataset", "method", "metric", "value", "ci_low", "ci_high") if c in set_level.columns]
+        cols = [c for c in ("dataset", "level", "space", "method", "metric", "value", "ci_low", "ci_high")
+                if c in set_level.columns]
         parts.append(_table(cols, [[_fmt(v) for v in row] for row in set_level[cols].itertuples(index=False)]))
     stages = env.get("stages") or {}
     if stages:

@@ -23,7 +23,7 @@ from spectdl.studies.runner import write_json, write_text
 
 REQUIRED = ("case", "method", "metric", "value")
 #: Columns that say which value a row is (a claim pairs rows on them); the others carry values.
-KEY_COLUMNS = ("case", "dataset", "region", "level", "data", "against", "convention")
+KEY_COLUMNS = ("case", "dataset", "region", "level", "space", "data", "against", "convention")
 _NAME = re.compile(r"^[a-z0-9_.+\-]+$")
 
 
@@ -122,10 +122,13 @@ def paper_table(df, values: Sequence[PaperValue]):
     return pd.DataFrame(rows, columns=["table", "metric", "method", "where", "paper_value", "our_value", "note"])
 
 
-def evaluate_claim(df, claim: Claim, n_bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
-    """``{text, holds, mean_method, mean_baseline, mean_difference, n, p_value}`` from the metric rows;
-    with ``n_bootstrap`` resamples also ``ci_low``/``ci_high``, the 95 % percentile bootstrap interval
-    of the mean paired difference (cases resampled with replacement)."""
+def evaluate_claim(df, claim: Claim, n_bootstrap: int = 0, seed: int = 0, test: str = "wilcoxon") -> dict[str, Any]:
+    """``{text, holds, mean_method, mean_baseline, mean_difference, n, p_value, test}`` from the metric
+    rows; ``p_value`` of the paired Wilcoxon signed-rank test (``test="wilcoxon"``) or the paired
+    t-test (``test="t"``); with ``n_bootstrap`` resamples also ``ci_low``/``ci_high``, the 95 %
+    percentile bootstrap interval of the mean paired difference (cases resampled with replacement)."""
+    if test not in ("wilcoxon", "t"):
+        raise ValueError(f"test: {test!r}; expected 'wilcoxon' or 't'")
     a = _select(df, claim.metric, claim.method, claim.where)
     b = _select(df, claim.metric, claim.baseline, claim.where)
     on = [c for c in KEY_COLUMNS if c in df.columns]
@@ -134,16 +137,17 @@ def evaluate_claim(df, claim: Claim, n_bootstrap: int = 0, seed: int = 0) -> dic
     d = d[d.map(math.isfinite)]
     out: dict[str, Any] = {"text": claim.text, "metric": claim.metric, "method": claim.method,
                            "baseline": claim.baseline, "higher_is_better": claim.higher, "where": dict(claim.where),
-                           "n": int(len(d))}
+                           "n": int(len(d)), "test": "paired t" if test == "t" else "Wilcoxon"}
     if d.empty:
         return {**out, "holds": None, "why": "no paired values in metrics.csv"}
     mean = float(d.mean())
     out.update(mean_method=float(merged["value_m"].mean()), mean_baseline=float(merged["value_b"].mean()),
                mean_difference=mean, holds=bool(mean > 0 if claim.higher else mean < 0))
-    if len(d) >= 2 and (d != 0).any():
-        from scipy.stats import wilcoxon
+    if len(d) >= 2 and (d != 0).any() and (test == "wilcoxon" or d.nunique() > 1):
+        from scipy.stats import ttest_1samp, wilcoxon
 
-        out["p_value"] = float(wilcoxon(d.to_numpy()).pvalue)
+        res = wilcoxon(d.to_numpy()) if test == "wilcoxon" else ttest_1samp(d.to_numpy(), 0.0)
+        out["p_value"] = float(res.pvalue)
     else:
         out["p_value"] = None
     if n_bootstrap and len(d) >= 2:
@@ -155,14 +159,14 @@ def evaluate_claim(df, claim: Claim, n_bootstrap: int = 0, seed: int = 0) -> dic
 
 
 def paired_tests(df, metric: str, method: str, others: Sequence[str], where: Mapping[str, Any] | None = None,
-                 higher: bool = True, n_bootstrap: int = 0, seed: int = 0) -> list[dict[str, Any]]:
-    """Paired Wilcoxon signed-rank tests of ``method`` against each of ``others`` on one metric:
+                 higher: bool = True, n_bootstrap: int = 0, seed: int = 0, test: str = "wilcoxon") -> list[dict[str, Any]]:
+    """Paired tests (Wilcoxon signed-rank, or ``test="t"`` the paired t-test) of ``method`` against each of ``others`` on one metric:
     one :func:`evaluate_claim` record per pair (means, mean difference, n, p, and with
     ``n_bootstrap`` the bootstrap interval of the mean difference)."""
     where = dict(where or {})
     present = set(df["method"])
     return [evaluate_claim(df, Claim(f"{method} vs {o}: {metric}", metric, method, o, higher=higher, where=where),
-                           n_bootstrap=n_bootstrap, seed=seed)
+                           n_bootstrap=n_bootstrap, seed=seed, test=test)
             for o in others if o in present and o != method]
 
 

@@ -34,6 +34,13 @@ def test_slices_of_a_volume():
     picked = {RandomAxialSlice().draw(s, g).index for _ in range(200)}
     assert picked == set(range(7))
     assert torch.equal(Crop([1, 2, 3], [2, 2, 2]).apply(s)["input"], vol[:, 1:3, 2:4, 3:5])
+    # One view of projections [C, views, u, v]: slices across axis 0, replayable.
+    view = AxialSlice(4, axis=0).apply(s)
+    assert torch.equal(view["input"], vol[:, 4]) and view["target"].shape == (2, 6, 7)
+    drawn = {RandomAxialSlice(axis=0).draw(s, g).index for _ in range(100)}
+    assert drawn == set(range(5))
+    t = RandomAxialSlice(axis=0).draw(s, g)
+    assert torch.equal(replay(s, t.spec())["input"], t.apply(s)["input"])
 
 
 def test_crop_errors():
@@ -41,7 +48,11 @@ def test_crop_errors():
         RandomCrop((192, 192)).draw({"x": torch.zeros(1, 100, 256)}, torch.Generator())
     with pytest.raises(InputError, match="2-D patch for a 3-D sample"):
         RandomCrop((4, 4)).draw({"x": torch.zeros(1, 8, 8, 8)}, torch.Generator())
-    with pytest.raises(InputError, match="outside the 7 axial slices"):
+    with pytest.raises(InputError, match="outside the 7 slices of axis 2"):
         AxialSlice(7).apply({"x": torch.zeros(1, 4, 4, 7)})
+    with pytest.raises(InputError, match="outside the 4 slices of axis 0"):
+        AxialSlice(5, axis=0).apply({"x": torch.zeros(1, 4, 4, 7)})
+    with pytest.raises(InputError, match="axis 3"):
+        RandomAxialSlice(axis=3)
     with pytest.raises(InputError, match="leaves axis 1"):
         Crop([0, 5], [4, 4]).apply({"x": torch.zeros(1, 8, 8)})

@@ -80,12 +80,14 @@ class RandomCrop(Transform):
 
 
 class AxialSlice(Deterministic):
-    """Axial slice ``index`` of 3-D tensors: ``[C, x, y, z] -> [C, x, y]``."""
+    """Slice ``index`` of 3-D tensors across spatial ``axis``: ``[C, x, y, z] -> [C, x, y]`` for the
+    default ``axis=2`` (axial slices); ``axis=0`` takes one view of projections ``[C, views, u, v]``."""
 
     name = "axial_slice"
 
-    def __init__(self, index: int, keys: Sequence[str] | None = None):
+    def __init__(self, index: int, keys: Sequence[str] | None = None, axis: int = 2):
         self.index = _ints([index], "AxialSlice", "index", 0)[0]
+        self.axis = _slice_axis(axis, "AxialSlice")
         self.keys = keys_arg(keys)
 
     def apply(self, sample):
@@ -96,28 +98,35 @@ class AxialSlice(Deterministic):
         shape = spatial_dims(sample, ks, "AxialSlice")
         if len(shape) != 3:
             raise InputError(f"AxialSlice: needs 3-D tensors [C, x, y, z], found spatial shape {shape}")
-        if self.index >= shape[2]:
-            raise InputError(f"AxialSlice: index {self.index} is outside the {shape[2]} axial slices")
+        if self.index >= shape[self.axis]:
+            raise InputError(f"AxialSlice: index {self.index} is outside the {shape[self.axis]} slices of axis {self.axis}")
         for k in ks:
-            out[k] = sample[k][..., self.index]
+            out[k] = sample[k].select(1 + self.axis, self.index)
         return out
 
     def _args(self):
-        return {"index": self.index, "keys": self.keys}
+        return {"index": self.index, "keys": self.keys, "axis": self.axis}
+
+
+def _slice_axis(axis, owner: str) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int) or axis not in (0, 1, 2):
+        raise InputError(f"{owner}: axis {axis!r}; expected a spatial axis 0, 1 or 2")
+    return axis
 
 
 class RandomAxialSlice(Transform):
-    """A uniformly drawn axial slice (see :class:`AxialSlice`)."""
+    """A uniformly drawn slice across ``axis`` (see :class:`AxialSlice`)."""
 
-    def __init__(self, keys: Sequence[str] | None = None):
+    def __init__(self, keys: Sequence[str] | None = None, axis: int = 2):
         self.keys = keys_arg(keys)
+        self.axis = _slice_axis(axis, "RandomAxialSlice")
 
     def draw(self, sample, generator):
         g = need_generator(generator, "RandomAxialSlice")
         shape = spatial_dims(sample, selected(sample, self.keys, "RandomAxialSlice"), "RandomAxialSlice")
         if len(shape) != 3:
             raise InputError(f"RandomAxialSlice: needs 3-D tensors [C, x, y, z], found spatial shape {shape}")
-        return AxialSlice(uniform_int(g, 0, shape[2] - 1), self.keys)
+        return AxialSlice(uniform_int(g, 0, shape[self.axis] - 1), self.keys, self.axis)
 
 
 class CentreCrop(Transform):
