@@ -113,5 +113,8 @@ def test_metrics_convention_must_be_a_known_name():
     from spectdl.training import load_config
 
     assert load_config(tiny_config()).metrics.convention == "reference_range"
-    with pytest.raises(ConfigError, match=r"metrics.convention: expected one of \['reference_max', 'reference_range'\]"):
+    with pytest.raises(ConfigError, match=r"metrics.convention: expected one of \['reference_max', "
+                                          r"'reference_max_c0.01_0.02', 'reference_range'\]"):
         load_config(tiny_config(metrics={"convention": "skimage"}))
+    with pytest.raises(ConfigError, match="prediction_max"):
+        load_config(tiny_config(metrics={"convention": "prediction_max"}))

@@ -219,8 +219,10 @@ class MetricsConfig(Section):
         from spectdl.metrics.scoring import CONVENTIONS
 
         _positive("data_range", self.data_range)
-        if self.convention not in CONVENTIONS:
-            raise ConfigError(f"convention: expected one of {sorted(CONVENTIONS)}, found {self.convention!r}")
+        # Validation scores need peaks from the target alone (a batch may hold blank patches).
+        usable = sorted(n for n, c in CONVENTIONS.items() if c.psnr_peak != "prediction_max")
+        if self.convention not in usable:
+            raise ConfigError(f"convention: expected one of {usable}, found {self.convention!r}")
 
 
 def _default_discriminator() -> ModelConfig:
