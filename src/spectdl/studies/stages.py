@@ -583,7 +583,7 @@ def pearson_rows(images: Mapping[str, Mapping[str, torch.Tensor]], references: M
     rows = []
     for method, by_case in images.items():
         for c, img in by_case.items():
-            r = pearson(img.reshape(1, 1, -1).double(), references[c].reshape(1, 1, -1).double()).r
+            r = pearson(img.reshape(1, 1, -1, 1).double(), references[c].reshape(1, 1, -1, 1).double()).r
             rows.append({"case": c, "method": method, "metric": "pearson", "value": float(r.reshape(-1)[0]), **columns})
     return rows
 
