@@ -105,3 +105,27 @@ def test_osem_images_equal_osem_then_butterworth(tmp_path):
     proj = simulation_projector(run.manifest_path, cases.get(c, "mu")[None].float())
     want = butterworth_filter(osem(cases.get(c, "full")[None].float(), proj, 2, 2), 0.45, 10, spatial_dims=3).clamp_min(0)
     assert torch.allclose(got, want[0], rtol=1e-5, atol=1e-6) and (tmp_path / "rec" / "ref_x.npz").is_file()
+
+
+def test_liver_crop_and_label_dilation():
+    """The liver crop: with only the liver active every projected pixel is liver-dominated, with a liver
+    of no uptake none is; a label dilated by one voxel contains the label and its 6-neighbours."""
+    from spectdl.geometry import Orbit, VoxelGrid
+    from spectdl.phantoms import cardiac
+    from spectdl.physics import SpectProjector
+
+    grid = VoxelGrid((24, 24, 24), 16.0)
+    ph = cardiac(grid, seed=1)
+    proj = SpectProjector(grid, Orbit.circular(6, 250.0, 180.0, 45.0), None)
+    liver = ph.labels == ph.label_names["liver"]
+    only = type(ph)(ph.activity * liver, ph.mu_per_cm, grid, ph.labels, ph.label_names, ph.info)
+    crop = stages.liver_dominated(only, proj, 0.5)
+    assert torch.equal(crop, proj.A(only.activity)[0] > 0)
+    none = type(ph)(ph.activity * ~liver, ph.mu_per_cm, grid, ph.labels, ph.label_names, ph.info)
+    assert not bool(stages.liver_dominated(none, proj, 0.5).any())
+    some = stages.liver_dominated(ph, proj, 0.5)
+    assert 0 < int(some.sum()) < int(crop.sum())
+    grown = stages.dilate_label(ph, "liver", 1)[0]
+    assert bool(grown[liver[0, 0]].all()) and int(grown.sum()) > int(liver.sum())
+    shifted = torch.roll(liver[0, 0], 1, 0) | torch.roll(liver[0, 0], -1, 2)
+    assert bool(grown[shifted].all())
