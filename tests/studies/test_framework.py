@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from spectdl.errors import InputError
+
 from spectdl.errors import ConfigError, InputError
 from spectdl.studies import available_studies, get_study
 from spectdl.studies.config import StudyConfig, config_differences, config_hash, resolve_config, study_config_file
@@ -110,6 +112,16 @@ def test_claims_and_paper_values_are_computed_from_the_table():
     assert our_value(df, PaperValue("t1", "psnr", "u2net", 40.8, {"dataset": "torso"})) == pytest.approx(
         df[df.method == "u2net"].value.mean())
     assert our_value(df, PaperValue("t1", "psnr", "esrgan", 40.1)) is None
+    # The paired t-test (the myocardial perfusion paper's): scipy's ttest_rel on the same pairs.
+    from scipy.stats import ttest_rel
+
+    t = evaluate_claim(df, Claim("U2 > input", "psnr", "u2net", "input", where={"dataset": "torso"}), test="t")
+    assert t["test"] == "paired t" and c["test"] == "Wilcoxon"
+    a = df[(df.method == "u2net") & (df.dataset == "torso")].sort_values("case").value.to_numpy()
+    b = df[(df.method == "input") & (df.dataset == "torso")].sort_values("case").value.to_numpy()
+    assert t["p_value"] == pytest.approx(ttest_rel(a, b).pvalue)
+    with pytest.raises(InputError, match="test"):
+        evaluate_claim(df, Claim("x", "psnr", "u2net", "input"), test="anova")
 
 
 def test_results_contract_files(tmp_path):

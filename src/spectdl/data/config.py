@@ -185,7 +185,7 @@ class CountsConfig(Section):
     activity: Optional[ActivityConfig] = None
 
     def _check(self) -> None:
-        if self.activity is not None and self.total != 5.0e5:
+        if self.activity is not None and self.total != type(self).__dataclass_fields__["total"].default:
             raise ConfigError(f"total: {self.total!r} and activity are both given; expected one of them (activity "
                               "fixes the counts from the injected MBq)")
         pair = self.total if isinstance(self.total, tuple) else (self.total, self.total)

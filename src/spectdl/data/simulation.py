@@ -199,7 +199,13 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
     else:
         proj = _projector(config, ph.grid, device)
         proj.set_mu_map(ph.mu_per_cm if config.attenuation else None)
-        clean = proj.A(ph.activity)
+        act = config.counts.activity
+        if act is None:
+            clean = proj.A(ph.activity)
+        else:
+            # Counts per second of the field's activity; the time per view is drawn per sample below.
+            mbq = activity_in_field_mbq(ph, act)
+            clean = expected_counts(ph.activity, proj, mbq, act.sensitivity_cps_per_mbq, 1.0)
         if "activity" in store:
             arrays["activity"] = ph.activity
         if "mu_per_cm" in store:
@@ -216,12 +222,9 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         arrays["labels"] = ph.labels.to(torch.uint8 if top < 256 else torch.int32)
 
     lo, hi = config.counts.total_range
-    act = config.counts.activity
+    act = config.counts.activity  # None for planar phantoms (the config refuses activity for them)
     params = _per_sample_params(ph.info, count)
     if act is not None:
-        # Counts per second of the field's activity; the time per view is drawn per sample below.
-        mbq = activity_in_field_mbq(ph, act)
-        clean = expected_counts(ph.activity, proj, mbq, act.sensitivity_cps_per_mbq, 1.0)
         params["activity_in_field_mbq"] = mbq.cpu()
         params["time_per_view_s"] = torch.empty(count, dtype=torch.float64)
     # Sorted by name: a config read back from the (key-sorted) manifest draws the same noise.

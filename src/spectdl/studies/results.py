@@ -128,7 +128,7 @@ def evaluate_claim(df, claim: Claim, n_bootstrap: int = 0, seed: int = 0, test: 
     t-test (``test="t"``); with ``n_bootstrap`` resamples also ``ci_low``/``ci_high``, the 95 %
     percentile bootstrap interval of the mean paired difference (cases resampled with replacement)."""
     if test not in ("wilcoxon", "t"):
-        raise ValueError(f"test: {test!r}; expected 'wilcoxon' or 't'")
+        raise InputError(f"test: {test!r}; expected 'wilcoxon' or 't'")
     a = _select(df, claim.metric, claim.method, claim.where)
     b = _select(df, claim.metric, claim.baseline, claim.where)
     on = [c for c in KEY_COLUMNS if c in df.columns]
