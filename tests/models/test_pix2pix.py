@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -40,6 +42,18 @@ def test_discriminator_parameter_count():
     widths = [2, 48, 96, 192, 384]
     hand = sum(_conv(a, b) + 2 * b for a, b in zip(widths[:-1], widths[1:])) + (384 + 1) + 2
     assert n == hand
+
+
+def test_output_bias_sets_the_untrained_output_level():
+    model = Pix2PixGenerator(2, 1, 1, features=(4, 8), output_bias=-2.5)
+    torch.testing.assert_close(model.head[0].bias, torch.full((1,), -2.5))
+    with torch.no_grad():
+        model.head[0].weight.zero_()  # then only the bias reaches the sigmoid
+    torch.testing.assert_close(model(torch.rand(2, 1, 8, 8)), torch.full((2, 1, 8, 8), 1 / (1 + math.exp(2.5))))
+    default = Pix2PixGenerator(2, 1, 1, features=(4, 8))
+    assert float(default.head[0].bias.abs().max()) < 1.0  # PyTorch's own initialisation, unchanged
+    with pytest.raises(Exception, match="output_bias"):
+        Pix2PixGenerator(2, 1, 1, features=(4, 8), output_bias=float("nan"))
 
 
 @pytest.mark.parametrize("batch", [1, 2])
