@@ -129,3 +129,67 @@ def test_liver_crop_and_label_dilation():
     assert bool(grown[liver[0, 0]].all()) and int(grown.sum()) > int(liver.sum())
     shifted = torch.roll(liver[0, 0], 1, 0) | torch.roll(liver[0, 0], -1, 2)
     assert bool(grown[shifted].all())
+
+
+def _blurred_cardiac(seed, **kwargs):
+    from scipy import ndimage
+
+    from spectdl.geometry import VoxelGrid
+    from spectdl.phantoms.cardiac import cardiac
+
+    ph = cardiac(VoxelGrid((64, 64, 64), 6.4), 1, seed=seed, **kwargs)
+    img = ndimage.gaussian_filter(ph.activity[0, 0].double().numpy(), 10.0 / 2.355 / 6.4)
+    return ph, torch.as_tensor(img)[None]
+
+
+def test_perfusion_rows_score_defects_and_agreement_against_full_dose():
+    normals = {f"n{i}": _blurred_cardiac(200 + i)[1] for i in range(4)}
+    cases = {f"c{i}": _blurred_cardiac(300 + i, risk_groups=("healthy", "intermediate", "high")) for i in range(5)}
+    phantoms = {c: ph for c, (ph, _) in cases.items()}
+    ref = {c: img for c, (_, img) in cases.items()}
+    images = {"reference": ref, "copy/half": {c: 2.0 * v for c, v in ref.items()}}  # same map: counts double
+    rows, analysis = stages.perfusion_rows(images, normals, phantoms, voxel_size_mm=6.4, levels={"half": 0.5})
+    assert analysis["failed"] == [] and analysis["n_normals"] == 4
+    get = {(r["case"], r["method"], r["metric"]): r["value"] for r in rows}
+    for c, ph in phantoms.items():
+        healthy = ph.info["risk_group"][0] == "healthy"
+        if healthy:
+            assert get[(c, "reference", "sss")] == 0
+        else:
+            assert get[(c, "reference", "sss")] > 0
+        assert get[(c, "copy", "sss")] == get[(c, "reference", "sss")]  # normalised maps: the scale cancels
+        # Large two-territory defects leave less wall to fit the axis to (c3: 18° on these phantoms).
+        assert get[(c, "copy", "tpd_abs_error")] == 0 and get[(c, "reference", "axis_error_deg")] < (3 if healthy else 25)
+        assert get[(c, "reference", "cavity_volume_ml")] > 0
+    assert get[("all", "copy", "sss_category_unchanged_percent")] == 100.0
+    # Sensitivity and specificity per territory, recomputed from the per-case rows and the truth.
+    for t, name in enumerate(("lad", "lcx", "rca")):
+        called = {c: get[(c, "reference", f"sss_{name}")] >= 2 for c in phantoms}
+        truth = {c: bool(ph.info["territory_defect"][0, t]) for c, ph in phantoms.items()}
+        pos = [c for c in phantoms if truth[c]]
+        neg = [c for c in phantoms if not truth[c]]
+        if pos:
+            assert get[("all", "reference", f"sensitivity_{name}")] == sum(called[c] for c in pos) / len(pos)
+        if neg:
+            assert get[("all", "reference", f"specificity_{name}")] == sum(not called[c] for c in neg) / len(neg)
+
+
+def test_count_level_rows_follow_the_thinning_theory():
+    vols = {"a": {"full": torch.full((1, 4, 8, 8), 30.0)}, "b": {"full": torch.full((1, 4, 8, 8), 40.0)}}
+    rows = stages.count_level_rows(stages.CaseSet(["a", "b"], vols), "full", {0.5: 5.69, 0.25: 10.10})
+    by = {(r["method"], r.get("level")): r["value"] for r in rows}
+    assert by[("reference", None)] == pytest.approx(35.0)
+    assert by[("paper", 0.5)] == pytest.approx(5.69**2) and by[("paper", 0.25)] == pytest.approx(10.10**2 / 3)
+
+
+def test_gate_sets_regroup_by_kind():
+    v = {f"c1/{g}/{k}": torch.full((1,), float(g)) for g in range(2) for k in ("reference", "input")}
+    out = stages.gate_sets(v)
+    assert sorted(out) == ["input", "reference"] and sorted(out["input"]) == ["c1_g0", "c1_g1"]
+    assert float(out["reference"]["c1_g1"]) == 1.0
+
+
+def test_case_max_rows_scale_each_cases_maximum():
+    rows = stages.case_max_rows({"a": torch.tensor([1.0, 7.0]), "b": torch.tensor([3.0])}, metric="output_scale_counts",
+                                method="pix2pix", factor=1.25, level=0.5)
+    assert [(r["case"], r["value"], r["level"]) for r in rows] == [("a", 8.75, 0.5), ("b", 3.75, 0.5)]

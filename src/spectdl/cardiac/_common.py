@@ -49,6 +49,19 @@ def as_volume(image, name: str = "image") -> np.ndarray:
     return arr
 
 
+def floats(name: str, value, sizes: tuple[int, ...], what: str) -> np.ndarray:
+    """``value`` (numbers, a tensor or an array) as finite float64 ``[n]`` with ``n`` in ``sizes``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        a = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: expected {what}, found {value!r}") from exc
+    if a.size not in sizes or not np.isfinite(a).all():
+        raise InputError(f"{name}: expected {what}, found {value!r}")
+    return a
+
+
 def voxel_sizes(voxel_size_mm, shape: tuple[int, ...] | None = None, name: str = "voxel_size_mm") -> np.ndarray:
     """One size or three sizes (mm, positive, finite), or a 3-D :class:`VoxelGrid`, as float64 ``[3]``."""
     if isinstance(voxel_size_mm, VoxelGrid):
@@ -57,15 +70,10 @@ def voxel_sizes(voxel_size_mm, shape: tuple[int, ...] | None = None, name: str =
         if shape is not None and tuple(voxel_size_mm.shape) != tuple(shape):
             raise InputError(f"{name}: grid shape {voxel_size_mm.shape} does not match the image's {tuple(shape)}")
         voxel_size_mm = voxel_size_mm.voxel_size_mm
-    if isinstance(voxel_size_mm, torch.Tensor):
-        voxel_size_mm = voxel_size_mm.detach().cpu().tolist()
-    try:
-        v = np.asarray(voxel_size_mm, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: expected one or three positive sizes in mm, found {voxel_size_mm!r}") from exc
-    if isinstance(voxel_size_mm, bool) or v.size not in (1, 3):
+    if isinstance(voxel_size_mm, bool):
         raise InputError(f"{name}: expected one or three positive sizes in mm, found {voxel_size_mm!r}")
-    if not (np.isfinite(v).all() and (v > 0).all()):
+    v = floats(name, voxel_size_mm, (1, 3), "one or three positive sizes in mm")
+    if not (v > 0).all():
         raise InputError(f"{name}: expected positive finite sizes in mm, found {voxel_size_mm!r}")
     return np.broadcast_to(v, (3,)).astype(np.float64)
 

@@ -19,7 +19,7 @@ Axis estimation (:func:`estimate_lv_axis`)
 1. Myocardium. Candidates are the hot spots of the image: the maximum of every connected
    component (:func:`scipy.ndimage.label`, faces connected) of the voxels at or above 80 %, 75 %,
    … 20 % of the image maximum that hold at least 2 ml (smaller ones are noise), taken from
-   the hottest down and skipping those inside a hotter candidate's region. Each candidate's region is the component of the voxels at or
+   the hottest down, skipping those inside a hotter candidate's region, at most 12. Each candidate's region is the component of the voxels at or
    above ``threshold`` (default 50 %) of *its own* peak that holds the peak; it must hold between
    ``volume_ml[0]`` and ``volume_ml[1]`` ml. A region larger than that has merged with a
    neighbour (a hot liver or gut beside the inferior wall): it is cut at the first higher level
@@ -65,6 +65,7 @@ from spectdl.cardiac._common import (
     as_volume,
     check_positive,
     check_positive_int,
+    floats,
     mask_points,
     sample,
     voxel_sizes,
@@ -78,15 +79,7 @@ APEX_PRIOR = (1.0, 1.0, -1.0)
 
 
 def _vec3(name: str, v) -> np.ndarray:
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    try:
-        a = np.asarray(v, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: expected 3 numbers, found {v!r}") from exc
-    if a.size != 3 or not np.isfinite(a).all():
-        raise InputError(f"{name}: expected 3 finite numbers, found {v!r}")
-    return a
+    return floats(name, v, (3,), "3 finite numbers")
 
 
 def lv_frame(axis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,6 +217,7 @@ def axis_error_deg(a, b) -> float:
 
 
 _MIN_SPOT_ML = 2.0
+_MAX_CANDIDATES = 12
 
 
 def _component_at(img: np.ndarray, seed: tuple[int, ...], level: float) -> np.ndarray:
@@ -250,9 +244,13 @@ def _find_myocardium(img: np.ndarray, vs: np.ndarray, threshold: float, volume_m
     centre = (np.asarray(img.shape, dtype=np.float64) - 1) / 2.0
     best = None
     seen = np.zeros(img.shape, dtype=bool)
+    tried = 0
     for pos, peak in sorted(peaks.items(), key=lambda kv: -kv[1]):
         if seen[pos]:  # inside a hotter candidate's region: the same organ
             continue
+        tried += 1
+        if tried > _MAX_CANDIDATES:
+            break
         level = threshold
         comp = _component_at(img, pos, level * peak)
         if comp.sum() * voxel_ml > volume_ml[1]:

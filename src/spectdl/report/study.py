@@ -120,10 +120,11 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
 
 
 def _means_table(df) -> str:
-    """Mean (± SD) over cases of every per-case metric, one row per dataset/region and metric, one
-    column per method: the paper's tables, ablations included, at a glance."""
+    """Mean (± SD) over cases of every per-case metric, one row per selection (dataset, level, space,
+    region, convention) and metric, one column per method: the paper's tables, ablations included, at
+    a glance. Rows scored under different conventions never share a mean."""
     cases = df[df["case"] != "all"]
-    group_cols = [c for c in ("dataset", "level", "region", "data") if c in cases.columns]
+    group_cols = [c for c in ("dataset", "level", "space", "region", "convention", "data") if c in cases.columns]
     methods = list(dict.fromkeys(["truth", "reference", "input", *sorted(cases["method"].unique())]))
     methods = [m for m in methods if m in set(cases["method"])]
     rows = []

@@ -77,6 +77,11 @@ class CaseSet:
     def by_case(self, key: str) -> dict[str, torch.Tensor]:
         return {c: self.get(c, key) for c in self.ids}
 
+    def add_scaled(self, name: str, key: str, factor: float) -> None:
+        """Add ``name`` = ``key`` × ``factor`` to every case (e.g. a low dose scaled by ``1/f``)."""
+        for c in self.ids:
+            self.volumes[c][name] = self.get(c, key) * float(factor)
+
     def voxel_size_mm(self) -> float:
         """The (first) voxel size of the cases' grid; 1 when unknown (real cases without a grid)."""
         return float(self.grid.voxel_size_mm[0]) if self.grid is not None else 1.0
@@ -213,10 +218,12 @@ def load_predictions(paths: Mapping[str, str]) -> dict[str, dict[str, torch.Tens
 
 def score_methods(images: Mapping[str, Mapping[str, torch.Tensor]], references: Mapping[str, torch.Tensor], *,
                   metrics: Sequence[str], convention: str, masks: Mapping[str, Mapping[str, Any]] | None = None,
-                  **columns: Any) -> list[dict[str, Any]]:
+                  spatial_dims: int | None = None, **columns: Any) -> list[dict[str, Any]]:
     """Long metric rows of every method's images against the references (one scorer:
     :func:`spectdl.metrics.scoring.score_cases`). ``masks``: ``{region: {case: mask}}``; a region
-    may cover only some cases (e.g. the cases with lesions). ``columns`` are added to every row."""
+    may cover only some cases (e.g. the cases with lesions). ``spatial_dims=2`` scores ``[1, V, R, Z]``
+    projections as ``V`` channels of 2-D images (SSIM per view, averaged; one peak over all views).
+    ``columns`` are added to every row."""
     from spectdl.metrics.scoring import score_cases
 
     rows = []
@@ -227,7 +234,7 @@ def score_methods(images: Mapping[str, Mapping[str, torch.Tensor]], references: 
                 continue
             for r in score_cases({c: imgs[c] for c in cases}, {c: references[c] for c in cases}, metrics=metrics,
                                  convention=convention, masks=None if by_case is None else {c: by_case[c] for c in cases},
-                                 method=method):
+                                 method=method, spatial_dims=spatial_dims):
                 rows.append({**r, **({"region": region} if region is not None else {}), **columns})
     return rows
 
@@ -611,3 +618,152 @@ def count_rows(projections: Mapping[str, Mapping[str, torch.Tensor]], reference:
     return [{"case": c, "method": m, "metric": "count_error_percent",
              "value": 100.0 * (float(v.double().sum()) / float(reference[c].double().sum()) - 1.0), **columns}
             for m, by_case in projections.items() for c, v in by_case.items()]
+
+
+def case_max_rows(volumes: Mapping[str, torch.Tensor], *, metric: str, method: str, factor: float = 1.0,
+                  **columns: Any) -> list[dict[str, Any]]:
+    """One row per case: ``factor`` × the volume's maximum (e.g. the per-case output scale of a
+    sigmoid network, the low-dose input's maximum × its margin, taken from the input alone)."""
+    return [{"case": c, "method": method, "metric": metric, "value": float(factor) * float(v.max()), **columns}
+            for c, v in volumes.items()]
+
+
+def count_level_rows(cases: CaseSet, key: str, paper_rmse: Mapping[float, float]) -> list[dict[str, Any]]:
+    """The count level of the projections ``key``: their mean counts per pixel over the cases
+    (method ``reference``), and per dose fraction ``f`` the mean that reproduces a published
+    low-dose RMSE through the thinning theory ``RMSE² = (1/f − 1)·mean`` (method ``paper``)."""
+    mean = float(torch.stack([cases.get(c, key).double().mean() for c in cases.ids]).mean())
+    return ([{"case": "all", "method": "reference", "metric": "mean_counts_per_pixel", "value": mean}]
+            + [{"case": "all", "method": "paper", "metric": "mean_counts_per_pixel", "level": f,
+                "value": rmse**2 / (1.0 / f - 1.0)} for f, rmse in paper_rmse.items()])
+
+
+def gated_predictions(folder: Path, checkpoint: str, cases: CaseSet, key: str, fraction: float, gates: int, *,
+                      seed: int, device: str = "cpu") -> str:
+    """The gated variant of a projection-restoration study: each case's counts ``key`` split into
+    ``gates`` equal ECG gates (a multinomial split, :func:`spectdl.noise.split_gates`), each gate
+    thinned to ``fraction`` and scaled by ``1/fraction``, and restored by the checkpoint's model.
+    Saves ``folder/gated.npz`` with ``<case>/<gate>/reference`` (the gate's full counts),
+    ``…/input`` and ``…/pix2pix``; returns its path. Randomness from ``seed`` alone."""
+    from spectdl.inference import enhance_volume
+    from spectdl.noise import split_gates, thin
+    from spectdl.training import load_model_from_checkpoint
+
+    model, meta = load_model_from_checkpoint(checkpoint, map_location=device)
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for c in cases.ids:
+        for k, full in enumerate(split_gates(cases.get(c, key), [1.0] * gates, gen)):
+            low = thin(full, fraction, gen) / fraction
+            with torch.no_grad():
+                pred = enhance_volume(model, low.float(), meta=meta, device=device).cpu()
+            out.update({f"{c}/{k}/reference": full, f"{c}/{k}/input": low, f"{c}/{k}/pix2pix": pred})
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(save_volumes(folder / "gated.npz", out))
+
+
+def gate_sets(volumes: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """``{kind: {"<case>_g<gate>": volume}}`` from :func:`gated_predictions`' ``<case>/<gate>/<kind>`` keys."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, v in volumes.items():
+        case, gate, kind = key.split("/")
+        out.setdefault(kind, {})[f"{case}_g{gate}"] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Myocardial perfusion: polar maps, scores and their agreement with full dose
+
+PERFUSION_INDICES = ("sss", "ss_percent", "extent", "tpd")
+
+
+def perfusion_rows(images: Mapping[str, Mapping[str, torch.Tensor]], normals: Mapping[str, torch.Tensor],
+                   phantoms: Mapping[str, Any], *, voxel_size_mm: float, levels: Mapping[str, float],
+                   territory_threshold: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The perfusion analysis of :mod:`spectdl.cardiac` on every reconstructed image.
+
+    ``images``: ``{"reference": {case: image}, "<method>/<level>": {case: image}}`` (the full dose
+    and each method's image at each level); ``normals``: the healthy images of the normal database.
+    Per case: the indices (``sss``, ``ss_percent``, ``extent``, ``tpd``, ``sss_lad``/``lcx``/``rca``),
+    their absolute error against full dose (``*_abs_error``), the SSS category, the LV axis error
+    against the phantom's axis (degrees) and, where the thresholded wall is closed, the cavity and
+    myocardial volumes (ml) and the wall thickness (mm, :func:`spectdl.cardiac.lv_measures`). Per method and level (case ``all``): Pearson ``r`` of each
+    index against full dose (``pearson_<index>``), the per cent of cases whose SSS category is
+    unchanged from full dose, and per territory the sensitivity and specificity of "summed territory
+    score ≥ ``territory_threshold``" against the phantom's defects. The reference's rows repeat at
+    every level, so that each level pairs with it. Returns ``(rows, analysis)``; ``analysis`` holds
+    the normal database and the cases the automatic analysis could not read.
+    """
+    from spectdl.cardiac import (SSS_CATEGORIES, NormalDatabase, axis_error_deg, estimate_lv_axis, lv_measures,
+                                 perfusion_indices, polar_map, sss_category)
+    from spectdl.errors import SpectdlError
+    from spectdl.phantoms.aha import TERRITORIES
+
+    def analyse(img):
+        v = img.reshape(img.shape[-3:])
+        lv = estimate_lv_axis(v, voxel_size_mm)
+        return lv, polar_map(v, voxel_size_mm, lv)
+
+    failed: list[str] = []
+    normal_maps = []
+    for c, v in normals.items():
+        try:
+            normal_maps.append(analyse(v)[1])
+        except SpectdlError as exc:
+            failed.append(f"normals {c}: {exc}")
+    db = NormalDatabase.from_maps(normal_maps)
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for key, by_case in images.items():
+        for c, img in by_case.items():
+            try:
+                lv, pm = analyse(img)
+            except SpectdlError as exc:
+                failed.append(f"{key} {c}: {exc}")
+                continue
+            ind = {k: float(v) for k, v in perfusion_indices(pm, db).items()}
+            ind["sss_category"] = float([n for n, _ in SSS_CATEGORIES].index(sss_category(ind["sss"])))
+            ind["axis_error_deg"] = axis_error_deg(lv.axis, phantoms[c].info["lv_axis"][0])
+            with contextlib.suppress(SpectdlError):  # a defect can cut the thresholded wall open
+                ind.update(lv_measures(lv, voxel_size_mm))
+            found.setdefault(key, {})[c] = ind
+    rows: list[dict[str, Any]] = []
+    ref = found.get("reference", {})
+    truth = {c: phantoms[c].info["territory_defect"][0].tolist() for c in ref}
+    for name, f in levels.items():
+        for c, ind in ref.items():
+            rows += [{"case": c, "method": "reference", "metric": k, "value": v, "level": f} for k, v in ind.items()]
+        for key in [k for k in found if k.endswith(f"/{name}")]:
+            method = key.split("/")[0]
+            for c, ind in found[key].items():
+                rows += [{"case": c, "method": method, "metric": k, "value": v, "level": f} for k, v in ind.items()]
+                if c in ref:
+                    rows += [{"case": c, "method": method, "metric": f"{k}_abs_error", "value": abs(ind[k] - ref[c][k]),
+                              "level": f} for k in PERFUSION_INDICES]
+            paired = [c for c in found[key] if c in ref]
+            for k in PERFUSION_INDICES:
+                a = np.array([found[key][c][k] for c in paired])
+                b = np.array([ref[c][k] for c in paired])
+                if len(paired) >= 3 and a.std() > 0 and b.std() > 0:
+                    rows.append({"case": "all", "method": method, "metric": f"pearson_{k}", "level": f,
+                                 "value": float(np.corrcoef(a, b)[0, 1])})
+            if paired:
+                same = [found[key][c]["sss_category"] == ref[c]["sss_category"] for c in paired]
+                rows.append({"case": "all", "method": method, "metric": "sss_category_unchanged_percent", "level": f,
+                             "value": 100.0 * sum(same) / len(same)})
+        for key in ["reference"] + [k for k in found if k.endswith(f"/{name}")]:
+            method = key.split("/")[0]
+            for t, territory in enumerate(TERRITORIES):
+                called = {c: found[key][c][f"sss_{territory.lower()}"] >= territory_threshold for c in found[key] if c in truth}
+                pos = [c for c in called if truth[c][t]]
+                neg = [c for c in called if not truth[c][t]]
+                if pos:
+                    rows.append({"case": "all", "method": method, "metric": f"sensitivity_{territory.lower()}", "level": f,
+                                 "value": sum(called[c] for c in pos) / len(pos)})
+                if neg:
+                    rows.append({"case": "all", "method": method, "metric": f"specificity_{territory.lower()}", "level": f,
+                                 "value": sum(not called[c] for c in neg) / len(neg)})
+    errors = [ind["axis_error_deg"] for by in found.values() for ind in by.values()]
+    analysis = {"normal_database": db.to_dict(), "failed": failed, "n_normals": len(normals),
+                "axis_error_summary": (f"median {np.median(errors):.1f}°, max {np.max(errors):.1f}° over "
+                                       f"{len(errors)} images") if errors else "n/a"}
+    return rows, analysis
