@@ -129,3 +129,44 @@ def test_deterministic_batch_equivalent_and_mirror():
 def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         wholebody_planar(seed=0, **kwargs)
+
+
+def test_default_samples_are_unchanged_by_the_diagnosis_option():
+    # Sums taken before the option existed.
+    p = wholebody_planar(batch_size=3, seed=7)
+    assert float(p.anterior.double().sum()) == pytest.approx(27084939.68350777, rel=1e-6)
+    assert float(p.posterior.double().sum()) == pytest.approx(29249288.803994983, rel=1e-6)
+    assert int(p.lesion_mask.sum()) == 234 and p.info["n_lesions"].tolist() == [0, 2, 3]
+    assert "diagnosis" not in p.info
+
+
+def test_diagnoses_follow_their_probabilities_and_lesion_ranges():
+    from scipy import stats
+
+    from spectdl.phantoms.wholebody import DIAGNOSES
+
+    grid = VoxelGrid((900, 220), 2.26)
+    probs = {"normal": 0.25, "benign": 0.25, "malignant": 0.5}
+    p = wholebody_planar(grid, batch_size=60, seed=11, diagnoses=probs, height_mm=(1550.0, 1800.0))
+    names = p.info["diagnosis"]
+    n = len(names)
+    for name, prob in probs.items():
+        k = names.count(name)
+        assert stats.binom.cdf(k, n, prob) > 0.001 and stats.binom.sf(k - 1, n, prob) > 0.001  # not implausible
+    for b, name in enumerate(names):
+        spec = DIAGNOSES[name]
+        count = int(p.info["n_lesions"][b])
+        assert spec["n_lesions"][0] <= count <= spec["n_lesions"][1]
+        k = p.info["lesion_contrast"][b, :count]
+        r = p.info["lesion_radius_mm"][b, :count]
+        assert ((k >= spec["contrast"][0]) & (k <= spec["contrast"][1])).all()
+        assert ((r >= spec["radius_mm"][0]) & (r <= spec["radius_mm"][1])).all()
+        assert bool(p.info["malignant"][b]) == (name == "malignant")
+        assert bool(p.lesion_mask[b].any()) == (count > 0)
+    # Batch equivalence: a sample alone from its seed is the same sample.
+    alone = wholebody_planar(grid, batch_size=1, seed=p.info["seeds"][5], diagnoses=probs, height_mm=(1550.0, 1800.0))
+    assert alone.info["diagnosis"] == names[5:6] and torch.equal(alone.anterior[0], p.anterior[5])
+    with pytest.raises(InputError, match="unknown diagnosis"):
+        wholebody_planar(grid, diagnoses={"fracture": 1.0}, height_mm=(1550.0, 1800.0))
+    with pytest.raises(InputError, match="sum to 0"):
+        wholebody_planar(grid, diagnoses={"normal": 0.0}, height_mm=(1550.0, 1800.0))

@@ -38,13 +38,14 @@ Labels (by pixel centre, later entries win): 0 outside the body, 1 soft tissue, 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
 from spectdl.errors import GeometryError, InputError
 from spectdl.geometry import VoxelGrid
 from spectdl.materials import mu_per_cm
-from spectdl.phantoms._shapes import raw_draws
+from spectdl.phantoms._shapes import raw_draws_with_extra
 from spectdl.phantoms.base import (
     PlanarPhantom,
     check_batch_size,
@@ -76,6 +77,33 @@ _GLOBAL = ("height", "top", "width", "depth", "x_offset", "bone", "kidney", "bla
 _PER_LESION = ("segment", "t", "radius", "contrast")
 
 
+#: Diagnoses of :func:`wholebody_planar` (``diagnoses=``) and their lesions: count, radius (mm) and
+#: lesion-to-bone contrast ranges. Metastases are several, larger and hotter; benign lesions
+#: (degenerative change, healed trauma) one or two, small and milder. Representative of bone-scan
+#: appearances, not fitted to a study.
+DIAGNOSES: dict[str, dict[str, tuple[float, float]]] = {
+    "normal": {"n_lesions": (0, 0), "radius_mm": (4.0, 8.0), "contrast": (1.5, 3.0)},
+    "benign": {"n_lesions": (1, 2), "radius_mm": (4.0, 8.0), "contrast": (1.5, 3.0)},
+    "malignant": {"n_lesions": (2, 8), "radius_mm": (5.0, 14.0), "contrast": (3.0, 6.0)},
+}
+
+
+def _check_diagnoses(diagnoses) -> dict[str, float] | None:
+    """Normalised probabilities by diagnosis (every one of :data:`DIAGNOSES`, 0 where not given)."""
+    if diagnoses is None:
+        return None
+    if not isinstance(diagnoses, Mapping) or not diagnoses:
+        raise InputError(f"diagnoses: expected a mapping of diagnosis -> probability, found {diagnoses!r}")
+    bad = sorted(set(diagnoses) - set(DIAGNOSES))
+    if bad:
+        raise InputError(f"diagnoses: unknown diagnosis {bad[0]!r}; expected some of {list(DIAGNOSES)}")
+    probs = {k: check_number(f"diagnoses[{k!r}]", diagnoses.get(k, 0.0), 0) for k in DIAGNOSES}
+    total = sum(probs.values())
+    if not total > 0:
+        raise InputError("diagnoses: the probabilities sum to 0; expected at least one positive")
+    return {k: v / total for k, v in probs.items()}
+
+
 def wholebody_planar(
     grid: VoxelGrid | None = None,
     batch_size: int = 1,
@@ -85,6 +113,7 @@ def wholebody_planar(
     n_lesions: int | tuple[int, int] = (0, 6),
     lesion_radius_mm: tuple[float, float] = (4.0, 12.0),
     lesion_contrast: tuple[float, float] = (2.0, 5.0),
+    diagnoses: Mapping[str, float] | None = None,
     height_mm: tuple[float, float] = (1550.0, 1900.0),
     bone_uptake: tuple[float, float] = (8.0, 20.0),
     kidney_uptake: tuple[float, float] = (2.0, 8.0),
@@ -107,6 +136,11 @@ def wholebody_planar(
         n_lesions: number of lesions per sample, uniform in ``[low, high]`` (or fixed).
         lesion_radius_mm: range of the lesion sphere radius.
         lesion_contrast: range of the lesion-to-bone concentration ratio.
+        diagnoses: probabilities of the diagnoses of :data:`DIAGNOSES` (``normal``, ``benign``,
+            ``malignant``; they are normalised), drawn per sample from its seed. Each diagnosis
+            has its own lesion count, radius and contrast ranges, which then replace
+            ``n_lesions``, ``lesion_radius_mm`` and ``lesion_contrast``. ``None``: no diagnosis
+            (the lesions of those three arguments).
         height_mm: range of the patient's height.
         bone_uptake, kidney_uptake, bladder_uptake: ranges of concentrations relative to soft tissue.
         soft_tissue_uptake: soft-tissue concentration (the unit of the others).
@@ -121,7 +155,9 @@ def wholebody_planar(
         ``lesion_mask`` (both in the anterior frame) and ``info`` (``seeds``, ``height_mm``,
         ``head_top_mm``, ``width_scale``, ``depth_scale``, ``x_offset_mm``, uptakes, and per lesion
         ``lesion_centre_mm [B, L, 2]`` as (z from the top, x from the centre column),
-        ``lesion_depth_mm [B, L]``, ``lesion_radius_mm``, ``lesion_contrast``, ``n_lesions [B]``).
+        ``lesion_depth_mm [B, L]``, ``lesion_radius_mm``, ``lesion_contrast``, ``n_lesions [B]``;
+        with ``diagnoses``: ``diagnosis`` (``B`` names), ``diagnosis_index`` (int64 ``[B]``, the
+        position in :data:`DIAGNOSES`) and ``malignant`` (bool ``[B]``)).
     """
     grid = check_grid(VoxelGrid((1024, 256), 2.26) if grid is None else grid, 2)
     batch_size = check_batch_size(batch_size)
@@ -151,10 +187,24 @@ def wholebody_planar(
             f"(shape {grid.shape}, pixel {grid.voxel_size_mm} mm)"
         )
 
+    classes = _check_diagnoses(diagnoses)
     seeds = sample_seeds(batch_size, seed, generator)
-    n_max = int(n_hi)
-    u, _ = raw_draws(seeds, len(_GLOBAL) + n_max * len(_PER_LESION), 0)
+    n_max = int(n_hi) if classes is None else max(int(DIAGNOSES[k]["n_lesions"][1]) for k in DIAGNOSES)
+    u, _, extra = raw_draws_with_extra(seeds, len(_GLOBAL) + n_max * len(_PER_LESION), 0, 1)
     g = {k: u[:, i] for i, k in enumerate(_GLOBAL)}
+    if classes is None:
+        diagnosis = None
+        lesion_ranges = (torch.full((batch_size,), float(n_lo)), torch.full((batch_size,), float(n_hi)),
+                         (r_lo, r_hi), (k_lo, k_hi))
+    else:
+        names = list(DIAGNOSES)
+        cdf = torch.cumsum(torch.tensor([classes[k] for k in names], dtype=torch.float64), 0)
+        diagnosis = torch.searchsorted(cdf, extra[:, 0].contiguous(), right=True).clamp(max=len(names) - 1)
+        table = {key: torch.tensor([DIAGNOSES[k][key] for k in names], dtype=torch.float64)[diagnosis]
+                 for key in ("n_lesions", "radius_mm", "contrast")}  # [B, 2] each
+        lesion_ranges = (table["n_lesions"][:, 0], table["n_lesions"][:, 1],
+                         (table["radius_mm"][:, :1], table["radius_mm"][:, 1:]),
+                         (table["contrast"][:, :1], table["contrast"][:, 1:]))
     p = {
         "height": h_lo + (h_hi - h_lo) * g["height"],
         "width": 0.9 + 0.2 * g["width"],
@@ -168,7 +218,8 @@ def wholebody_planar(
     }
     room = rows_mm - 2 * _MARGIN_MM - p["height"]
     p["top"] = _MARGIN_MM + room * g["top"]
-    count = (n_lo + torch.floor(g["n_lesions"] * (n_hi - n_lo + 1))).clamp(max=n_hi).long()
+    c_lo, c_hi = lesion_ranges[0], lesion_ranges[1]
+    count = torch.minimum(c_lo + torch.floor(g["n_lesions"] * (c_hi - c_lo + 1)), c_hi).long()
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     lesion_raw = u[:, len(_GLOBAL):].reshape(batch_size, n_max, len(_PER_LESION))
@@ -182,8 +233,10 @@ def wholebody_planar(
         body.outline(c_soft, lung_frac)
         segments = body.skeleton()
         body.organs()
-        found.append(_lesions(canvas, segments, lesion_raw[b : b + 1], count[b : b + 1], (r_lo, r_hi),
-                              (k_lo, k_hi), pb["bone"]))
+        radius, contrast = (tuple(v[b : b + 1] if isinstance(v, torch.Tensor) else v for v in pair)
+                            for pair in lesion_ranges[2:])
+        found.append(_lesions(canvas, segments, lesion_raw[b : b + 1], count[b : b + 1], radius, contrast,
+                              pb["bone"]))
         views.append((canvas.anterior, canvas.posterior, canvas.labels, canvas.lesion_mask))
     ant, post, labels, lesion_mask = (torch.cat(v) for v in zip(*views))
     lesions = {k: torch.cat([f[k] for f in found]) for k in found[0]}
@@ -207,6 +260,11 @@ def wholebody_planar(
         "bladder_uptake": p["bladder"],
         "soft_tissue_uptake": c_soft,
         "n_lesions": count,
+        **({} if diagnosis is None else {
+            "diagnosis": [list(DIAGNOSES)[int(d)] for d in diagnosis],
+            "diagnosis_index": diagnosis,
+            "malignant": diagnosis == list(DIAGNOSES).index("malignant"),
+        }),
         **lesions,
         "energy_kev": float(energy_kev),
         "mirror_posterior": bool(mirror_posterior),
