@@ -38,6 +38,8 @@ from spectdl.errors import InputError
 __all__ = [
     "AlexNetFeatures",
     "InceptionV3Features",
+    "PlanarFeatures",
+    "PooledFeatures",
     "VGGFeatures",
     "WEIGHT_FILES",
     "alexnet_features",
@@ -324,6 +326,66 @@ def alexnet_features(layers: Sequence[str] = ("relu1", "relu2", "relu3", "relu4"
                      weights_path=None, **kwargs) -> AlexNetFeatures:
     """``AlexNetFeatures(layers, weights_path, ...)``."""
     return AlexNetFeatures(layers, weights_path, **kwargs)
+
+
+# ---------------------------------------------------------------- spectdl's own planar features
+
+class PlanarFeatures(nn.Module):
+    """A small VGG-like feature network of spectdl's own, the documented fallback for LPIPS, FID
+    and perceptual losses when no ImageNet weights are at hand (nothing is downloaded here).
+
+    Block ``k`` (``k = 1..len(channels)``): 3×3 convolution → ReLU → 3×3 convolution → ReLU,
+    named ``relu{k}``, then 2×2 max-pooling before the next block. Weights come from
+    :func:`spectdl.training.feature_net.train_planar_features` (self-supervised on planar
+    scintigraphy), from ``weights_path`` (a file it saved), or at random from ``generator``.
+    Distances measured in this feature space are **not** comparable with published LPIPS or FID
+    values, which use ImageNet networks.
+
+    ``forward(x)`` takes ``[B, 3, H, W]`` in [−1, 1] (grey repeated to 3 channels, as the metrics
+    prepare it) and returns ``{relu1: …, relu2: …}``; :meth:`pooled` gives ``[B, Σ C_l]``, the
+    global averages of every layer (the FID features).
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 64, 128), weights_path=None, *,
+                 generator: torch.Generator | None = None, requires_grad: bool = False) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if not channels or min(channels) < 1:
+            raise InputError(f"channels: expected positive widths, found {channels!r}")
+        self.channels = channels
+        self.layers = [f"relu{k}" for k in range(1, len(channels) + 1)]
+        blocks, cin = [], 3
+        for c in channels:
+            blocks.append(nn.Sequential(nn.Conv2d(cin, c, 3, padding=1, device=_META), nn.ReLU(),
+                                        nn.Conv2d(c, c, 3, padding=1, device=_META), nn.ReLU()))
+            cin = c
+        self.blocks = nn.ModuleList(blocks)
+        _materialise(self, weights_path, "planar_features", generator, requires_grad)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        _check_rgb(x, "x")
+        out = {}
+        for k, block in enumerate(self.blocks):
+            if k:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            out[self.layers[k]] = x
+        return out
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, Σ C_l]``: every layer's global average (the FID features)."""
+        return torch.cat([f.mean(dim=(2, 3)) for f in self.forward(x).values()], 1)
+
+
+class PooledFeatures(nn.Module):
+    """``x ↦ backbone.pooled(x)``: a :class:`PlanarFeatures` as an FID feature extractor."""
+
+    def __init__(self, backbone: PlanarFeatures) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.pooled(x)
 
 
 # ---------------------------------------------------------------- Inception-v3

@@ -42,6 +42,8 @@ _LAZY = {
     "TwoStageAutoencoder": "two_stage",
     "BestLastCheckpoint": "callbacks",
     "SafeCheckpointIO": "callbacks",
+    "train_planar_features": "feature_net",
+    "save_planar_features": "feature_net",
 }
 
 __all__ = sorted(_LAZY)

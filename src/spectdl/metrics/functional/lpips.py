@@ -60,25 +60,35 @@ class LPIPSNetwork(nn.Module):
     """Backbone + linear layers of LPIPS; ``forward(x0, x1)`` gives per-image distances.
 
     Args:
-        net: ``"alex"`` or ``"vgg"`` (VGG16).
+        net: ``"alex"``, ``"vgg"`` (VGG16) or ``"planar"`` (spectdl's fallback features, given as
+            ``backbone``; linear weights all 1; not comparable with published LPIPS values).
         weights_path: local torchvision ImageNet weights of the backbone; ``None`` initialises it
             at random from ``generator`` (for tests only: not a perceptual metric).
         lpips_weights_path: local LPIPS linear-layer file (keys ``lin<k>.model.1.weight``);
             ``None`` sets every weight to 1, the un-calibrated baseline of the LPIPS paper.
         generator: random source for a random backbone.
+        backbone: the :class:`~spectdl.metrics.backbones.PlanarFeatures` of ``net="planar"``.
 
     The network is frozen (eval mode, no parameter gradients); gradients still flow to the inputs.
     """
 
     def __init__(self, net: str = "alex", weights_path=None, lpips_weights_path=None, *,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, backbone: nn.Module | None = None) -> None:
         super().__init__()
-        from spectdl.metrics.backbones import AlexNetFeatures, VGGFeatures, load_state_dict_file
+        from spectdl.metrics.backbones import AlexNetFeatures, PlanarFeatures, VGGFeatures, load_state_dict_file
 
-        if net not in _BACKBONE_FILE:
-            raise InputError(f"net: expected 'alex' or 'vgg', found {net!r}")
+        if net not in (*_BACKBONE_FILE, "planar"):
+            raise InputError(f"net: expected 'alex', 'vgg' or 'planar', found {net!r}")
         self.net = net
-        if net == "alex":
+        if net == "planar":
+            if not isinstance(backbone, PlanarFeatures):
+                raise InputError("backbone: net='planar' needs backbone=PlanarFeatures(...) (spectdl's fallback "
+                                 "features, e.g. from spectdl.training.feature_net.train_planar_features)")
+            if lpips_weights_path is not None:
+                raise InputError("lpips_weights_path: there are no calibrated LPIPS layers for net='planar'")
+            self.backbone = backbone
+            channels = backbone.channels
+        elif net == "alex":
             self.backbone = AlexNetFeatures(weights_path=weights_path, generator=generator)
             channels = (64, 192, 384, 256, 256)
         else:
@@ -108,8 +118,11 @@ class LPIPSNetwork(nn.Module):
                             f"{lin.weight.numel()} for net={net!r}"
                         )
                     lin.weight.copy_(found[k].reshape(lin.weight.shape))
-        self.register_buffer("shift", torch.tensor(_SHIFT).reshape(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(_SCALE).reshape(1, 3, 1, 1), persistent=False)
+        # ImageNet networks take the reference's per-channel shift and scale; the planar fallback
+        # was trained on [−1, 1] input, so it takes none.
+        shift, scale = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) if net == "planar" else (_SHIFT, _SCALE)
+        self.register_buffer("shift", torch.tensor(shift).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(scale).reshape(1, 3, 1, 1), persistent=False)
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
