@@ -446,3 +446,55 @@ def test_segment_map_uses_the_reorientation_conventions():
         myo = p.labels[b, 0] == LABELS["myocardium"]
         mismatch = int((seg[myo] != p.info["segment_map"][b, 0][myo].long()).sum())
         assert mismatch <= 2  # rounding at a sector boundary at most
+
+
+def test_end_systole_shrinks_the_cavity_by_the_ejection_fraction_and_keeps_the_myocardium():
+    fine = VoxelGrid((124, 88, 70), 3.0)
+    ed = cardiac(fine, batch_size=2, seed=31, tracer="rbc")
+    es = cardiac(fine, batch_size=2, seed=31, tracer="rbc", phase="es")
+    ef = ed.info["ejection_fraction"]
+    assert torch.equal(ef, es.info["ejection_fraction"]) and bool(((ef >= 0.5) & (ef <= 0.7)).all())
+    for b in range(2):
+        cav = [int((p.labels[b, 0] == LABELS["lv_blood"]).sum()) for p in (ed, es)]
+        myo = [int((p.labels[b, 0] == LABELS["myocardium"]).sum()) for p in (ed, es)]
+        assert cav[1] / cav[0] == pytest.approx(1 - float(ef[b]), rel=0.05)
+        assert myo[1] / myo[0] == pytest.approx(1.0, rel=0.05)
+        assert float(es.info["lv_wall_mm"][b]) > float(ed.info["lv_wall_mm"][b])
+        s = (1 - float(ef[b])) ** (1 / 3)
+        assert float(es.info["lv_long_mm"][b]) == pytest.approx(s * float(ed.info["lv_long_mm"][b]))
+    # The rest of the body is the same: only the heart's voxels change (the RV sits against the
+    # septum, placed from the LV's size, so it follows the LV).
+    heart = [LABELS[n] for n in ("myocardium", "lv_blood", "rv_blood")]
+    same = (ed.labels == es.labels) | torch.isin(ed.labels, torch.tensor(heart)) | torch.isin(es.labels, torch.tensor(heart))
+    assert bool(same.all())
+
+
+def test_a_heart_centred_truncated_grid_is_the_centre_of_a_larger_one():
+    big = cardiac(VoxelGrid((116, 116, 50), 4.0), batch_size=2, seed=32, tracer="rbc", centre_on_heart=True,
+                  contrast_ct=True)
+    small = cardiac(VoxelGrid((70, 70, 50), 4.0), batch_size=2, seed=32, tracer="rbc", centre_on_heart=True,
+                    truncate=True, contrast_ct=True)
+    crop = (slice(None), slice(None), slice(23, 93), slice(23, 93), slice(None))
+    assert torch.equal(small.labels, big.labels[crop]) and torch.equal(small.activity, big.activity[crop])
+    assert torch.equal(small.ct_hu, big.ct_hu[crop])
+    torch.testing.assert_close(small.info["lv_centre_mm"], torch.zeros(2, 3, dtype=torch.float64))
+    # The LV's voxels lie round the grid centre: their mean is within one LV length of 0 along the axis.
+    for b in range(2):
+        myo = (small.labels[b, 0] == LABELS["myocardium"]).nonzero().double()
+        centroid = (myo - torch.tensor([34.5, 34.5, 24.5], dtype=torch.float64)).mean(0) * 4.0
+        assert float(centroid.norm()) < float(small.info["lv_long_mm"][b])
+    with pytest.raises(GeometryError):
+        cardiac(VoxelGrid((70, 70, 50), 4.0), seed=32, centre_on_heart=True)
+
+
+def test_contrast_ct_holds_each_regions_hu():
+    from spectdl.phantoms.cardiac import CONTRAST_CT_HU
+
+    p = cardiac(batch_size=1, seed=33, contrast_ct=True, gut=True)
+    for name, value in LABELS.items():
+        region = p.ct_hu[0, 0][p.labels[0, 0] == value]
+        if region.numel():
+            torch.testing.assert_close(region, torch.full_like(region, CONTRAST_CT_HU[name]))
+    assert cardiac(batch_size=1, seed=33).ct_hu is None
+    with pytest.raises(InputError, match="phase"):
+        cardiac(batch_size=1, seed=33, phase="mid")

@@ -57,6 +57,19 @@ truncated shell is symmetric about its axis, the sector holds the fraction ``def
 the myocardial volume (up to voxelisation; the voxelised fraction is in ``info``), and the mean
 myocardial uptake drops by ``defect_extent · defect_severity``.
 
+Cardiac phase, heart-centred grids, contrast CT
+-----------------------------------------------
+``phase="es"`` gives the end-systolic heart of the same seed: the cavity's semi-axes (and its base
+plane) scale by ``(1 − EF)^(1/3)``, so its volume is exactly ``1 − EF`` times the end-diastolic one,
+and the wall thickens to the ``w'`` that keeps the myocardial volume (outer spheroid minus cavity
+beyond the base, in closed form) equal to the end-diastolic one; the RV, placed from the LV's size,
+follows it. ``EF`` is drawn per sample from ``ejection_fraction`` in both phases.
+``centre_on_heart=True`` shifts the body so that the LV centre is the grid centre (a dedicated
+cardiac camera's heart-centred field of view); with ``truncate=True`` the grid may be smaller than
+the torso (the body is cut), and a truncated grid equals the centre of a larger heart-centred one
+voxel for voxel when both share the voxel lattice. ``contrast_ct=True`` adds ``ct_hu``, a
+contrast-enhanced CT-like image (:data:`CONTRAST_CT_HU`).
+
 Coronary-territory defects (``risk_groups``)
 --------------------------------------------
 The AHA 17-segment model of :mod:`spectdl.phantoms.aha` is laid on the LV with the normalised
@@ -182,6 +195,7 @@ _EXTRA = (
     + tuple(f"extent_{t}" for t in TERRITORY_ORDER)
     + ("gut_x", "gut_y", "gut_z", "body_scale", "breasts", "breast_x", "breast_extent", "breast_z")
     + tuple(f"uptake_{r}" for r in _UPTAKE_ORDER)
+    + ("ejection_fraction",)
 )
 _GUT_RANGES = {"gut_x": (25.0, 55.0), "gut_y": (-30.0, 10.0), "gut_z": (-120.0, -85.0)}
 _GUT_AXES = ((45.0, 35.0, 25.0), (35.0, 30.0, 22.0))
@@ -207,6 +221,11 @@ def cardiac(
     gut: bool = False,
     body_scale: float | tuple[float, float] = 1.0,
     breast_probability: float = 0.0,
+    phase: str = "ed",
+    ejection_fraction: float | tuple[float, float] = (0.5, 0.7),
+    centre_on_heart: bool = False,
+    truncate: bool = False,
+    contrast_ct: bool = False,
     supersample: int = 1,
     seed: int | None = None,
     generator: torch.Generator | None = None,
@@ -244,6 +263,19 @@ def cardiac(
         body_scale: factor on the torso's two semi-axes, fixed or a ``(lo, hi)`` range sampled
             uniformly per sample, within [0.5, 2]; the organs keep their places and sizes.
         breast_probability: probability, in [0, 1], that a sample has breasts (label 8).
+        phase: ``"ed"`` (end-diastole, the sampled LV) or ``"es"`` (end-systole: the cavity's
+            semi-axes times ``(1 − EF)^(1/3)``, so its volume is ``(1 − EF)`` times the ED one, and
+            the wall thickened so that the myocardium keeps its ED volume; module docstring).
+        ejection_fraction: ``EF``, fixed or a range drawn per sample (recorded in both phases, so
+            that an ED and an ES phantom of one seed are one heart).
+        centre_on_heart: put the LV centre at the grid centre (a heart-centred acquisition, as a
+            dedicated cardiac camera makes): the whole body is shifted by ``−lv_centre``;
+            ``info["lv_centre_mm"]`` is then 0 and the FOV check allows for the shift.
+        truncate: skip the check that the torso fits the grid across (x, y): the body is cut by
+            the grid. Projections of a truncated phantom miss the activity outside it; simulate a
+            larger grid and crop for that.
+        contrast_ct: also make a contrast-enhanced CT-like image in HU (``ct_hu``; blood pools
+            bright, :data:`CONTRAST_CT_HU`), averaged over the sub-samples like μ.
         supersample: sub-samples per voxel edge (1 = voxel centres, exact labels).
         seed, generator: see :mod:`spectdl.phantoms.base`.
         energy_kev: photon energy of the attenuation map.
@@ -291,10 +323,20 @@ def cardiac(
         raise InputError(f"gut: expected true or false, found {gut!r}")
     scale_lo, scale_hi = check_range("body_scale", body_scale, *_BODY_SCALE_LIMITS)
     breast_p = check_number("breast_probability", breast_probability, 0, 1)
+    if phase not in ("ed", "es"):
+        raise InputError(f"phase: expected 'ed' (end-diastole) or 'es' (end-systole), found {phase!r}")
+    ef_lo, ef_hi = check_range("ejection_fraction", ejection_fraction, 0.05, 0.9)
+    for name, flag in (("centre_on_heart", centre_on_heart), ("truncate", truncate), ("contrast_ct", contrast_ct)):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name}: expected true or false, found {flag!r}")
     half = [e / 2.0 for e in grid.extent_mm]
     breast_reach = _BREAST_RANGES["breast_extent"][1] if breast_p > 0 else 0.0
-    needs = (_TORSO_MAX[0] * scale_hi + 5.0, _TORSO_MAX[1] * scale_hi + breast_reach + 5.0, _HEART_REACH_Z)
+    shift = (_RANGES["lv_x"][1], _RANGES["lv_y"][1]) if centre_on_heart else (0.0, 0.0)
+    needs = (_TORSO_MAX[0] * scale_hi + shift[0] + 5.0, _TORSO_MAX[1] * scale_hi + breast_reach + shift[1] + 5.0,
+             _HEART_REACH_Z)
     for axis, need in enumerate(needs):
+        if truncate and axis < 2:
+            continue
         if half[axis] < need:
             raise GeometryError(
                 f"grid: the cardiac torso needs a field of view of at least {2 * need:.0f} mm along "
@@ -322,6 +364,9 @@ def cardiac(
     for name, value in overrides.items():
         conc[name] = torch.full((batch_size,), float(value), dtype=torch.float64)
 
+    ef = ef_lo + (ef_hi - ef_lo) * extra["ejection_fraction"]
+    if phase == "es":
+        p["lv_long"], p["lv_short"], p["lv_wall"] = _end_systole(p["lv_long"], p["lv_short"], p["lv_wall"], ef)
     group_names, terr_on, terr_sev, terr_ext = _territories(groups, extra, batch_size)
     breasts_on = extra["breasts"] < breast_p
     geo = _geometry(p)
@@ -341,7 +386,9 @@ def cardiac(
     t_start = torch.cat([t_start, torch.full((batch_size, 1), math.inf, dtype=torch.float64)], 1)
     terr_keep = torch.cat([1.0 - terr_sev, torch.ones(batch_size, 1, dtype=torch.float64)], 1)
     terr_keep_d = terr_keep.to(device=dev, dtype=dtype)
+    offset = torch.stack([p["lv_x"], p["lv_y"], p["lv_z"]], 1) if centre_on_heart else None
     opts = {
+        "offset": None if offset is None else offset.to(device=dev, dtype=dtype),
         "gut": gut,
         "breasts": breasts_on.to(dev) if bool(breasts_on.any()) else None,
         "t_start": t_start.to(device=dev, dtype=dtype),
@@ -351,6 +398,8 @@ def cardiac(
     n_sub = supersample**3
     activity = torch.zeros(batch_size, *grid.shape, device=dev, dtype=dtype)
     mu = torch.zeros_like(activity)
+    hu_tab = torch.tensor([CONTRAST_CT_HU[n] for n in LABELS], device=dev, dtype=dtype) if contrast_ct else None
+    ct = torch.zeros_like(activity) if contrast_ct else None
     # Majority label over the sub-samples (one sample per voxel: its label).
     counts = (torch.zeros(batch_size, len(LABELS), *grid.shape, device=dev, dtype=torch.int16)
               if n_sub > 1 else None)
@@ -365,10 +414,14 @@ def cardiac(
             a = a * torch.gather(terr_keep_d, 1, terr.reshape(batch_size, -1)).reshape(lab.shape)
         activity += a
         mu += mu_tab[lab]
+        if ct is not None:
+            ct += hu_tab[lab]
         if counts is not None:
             counts.scatter_add_(1, lab[:, None], torch.ones_like(lab[:, None], dtype=torch.int16))
     activity /= n_sub
     mu /= n_sub
+    if ct is not None:
+        ct /= n_sub
     labels = counts.argmax(1) if counts is not None else lab
 
     centre_pts = axes
@@ -401,11 +454,14 @@ def cardiac(
         "imbv": conc["myocardium"] / conc["lv_blood"],
         "torso_semi_axes_mm": torch.stack([p["torso_a"], p["torso_b"]], 1),
         "body_scale": scale,
-        "lv_centre_mm": geo["lv_centre"],
+        "lv_centre_mm": geo["lv_centre"] - (0.0 if offset is None else offset),
         "lv_axis": geo["d"],
         "lv_long_mm": p["lv_long"],
         "lv_short_mm": p["lv_short"],
         "lv_wall_mm": p["lv_wall"],
+        "phase": phase,
+        "ejection_fraction": ef,
+        "centred_on_heart": bool(centre_on_heart),
         "lv_azimuth_deg": p["azimuth"],
         "lv_elevation_deg": p["elevation"],
         "breasts": breasts_on,
@@ -425,7 +481,8 @@ def cardiac(
         "segment_severity": segment_severity,
         "energy_kev": float(energy_kev),
     }
-    return Phantom(activity[:, None], mu[:, None], grid, labels[:, None], dict(LABELS), info)
+    return Phantom(activity[:, None], mu[:, None], grid, labels[:, None], dict(LABELS), info,
+                   ct_hu=None if ct is None else ct[:, None])
 
 
 def _check_uptake_ranges(uptake_ranges, tracer: str, overrides: dict) -> dict[str, tuple[float, float]]:
@@ -555,6 +612,37 @@ _SEGMENT_TERRITORY = tuple(
 )
 
 
+#: HU of each region in the contrast-enhanced CT-like image (``contrast_ct=True``): iodinated blood
+#: pools bright, enhanced myocardium and liver, air-filled lungs; representative values.
+CONTRAST_CT_HU = {"outside": -1000.0, "background": 40.0, "myocardium": 110.0, "lv_blood": 350.0,
+                  "rv_blood": 350.0, "liver": 90.0, "lungs": -750.0, "gut": 30.0, "breasts": 0.0}
+
+
+def _truncated_volume(a: torch.Tensor, b: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Volume of the spheroid ``(u/a)² + (ρ/b)² ≤ 1`` beyond the plane ``u = base`` (``|base| < a``):
+    ``π b² [(a − base) − (a³ − base³)/(3a²)]``."""
+    return math.pi * b * b * ((a - base) - (a**3 - base**3) / (3 * a * a))
+
+
+def _end_systole(L: torch.Tensor, r: torch.Tensor, w: torch.Tensor, ef: torch.Tensor):
+    """ES semi-axes and wall: the cavity scaled by ``(1 − EF)^(1/3)`` and the wall ``w'`` found
+    (bisection) so that the myocardial volume, outer minus cavity beyond the base ``u = −L/2``,
+    equals the ED one."""
+    def myo(L_, r_, w_):
+        base = -0.5 * L_
+        return _truncated_volume(L_ + w_, r_ + w_, base) - _truncated_volume(L_, r_, base)
+
+    target = myo(L, r, w)
+    s = (1.0 - ef) ** (1.0 / 3.0)
+    L2, r2 = L * s, r * s
+    lo, hi = w.clone(), 4.0 * w
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        small = myo(L2, r2, mid) < target
+        lo, hi = torch.where(small, mid, lo), torch.where(small, hi, mid)
+    return L2, r2, 0.5 * (lo + hi)
+
+
 def _label_points(axes: list[torch.Tensor], g: dict[str, torch.Tensor], extent: float,
                   opts: dict | None = None, want_aha: bool = False):
     """At the points ``axes``: labels ``[B, nx, ny, nz]`` (int64), the sector defect mask, and
@@ -566,6 +654,9 @@ def _label_points(axes: list[torch.Tensor], g: dict[str, torch.Tensor], extent: 
     X = axes[0][None, :, None, None]
     Y = axes[1][None, None, :, None]
     Z = axes[2][None, None, None, :]
+    if opts.get("offset") is not None:  # a heart-centred grid: evaluate the body at p + lv_centre
+        off = opts["offset"]
+        X, Y, Z = (X + off[:, 0, None, None, None], Y + off[:, 1, None, None, None], Z + off[:, 2, None, None, None])
 
     def col(t, i):
         return t[:, i, None, None, None]
