@@ -70,3 +70,24 @@ def test_bad_inputs_are_refused():
         train_planar_features(torch.rand(2, 1, 32, 32), seed=0, patch=48)
     with pytest.raises(InputError, match="backbone"):
         LPIPSNetwork("planar")
+
+
+def test_planar_loss_takes_the_fallback_features(tmp_path, scans, trained):
+    from spectdl.losses import build_loss
+    from spectdl.metrics.backbones import load_planar_features
+
+    net, record = trained
+    path = save_planar_features(net, tmp_path / "f.safetensors", record)
+    assert load_planar_features(path).channels == (8, 16, 32)
+    loss = build_loss({"study": "planar", "planar_features_path": str(path), "gan": 0.0, "bce": 0.0, "l1": 0.0})
+    x = scans[:2, :, :192, :96]
+    g = torch.Generator().manual_seed(1)
+    noisy = (torch.poisson(x * 0.5, generator=g) / 0.5).requires_grad_(True)
+    fake = torch.zeros(2, 1)
+    same = loss(x, x, fake_logits=fake, real_logits=fake)
+    worse = loss(noisy, x, fake_logits=fake, real_logits=fake)
+    assert float(same.detach()) == 0.0 and float(worse.detach()) > 0
+    worse.backward()
+    assert torch.isfinite(noisy.grad).all() and float(noisy.grad.abs().sum()) > 0
+    with pytest.raises(InputError, match="does not exist"):
+        load_planar_features(tmp_path / "missing.safetensors")

@@ -12,7 +12,10 @@ Two forms:
   - ``planar``: ``perceptual + 0.005·L1 + 0.01·BCE + 0.001·GAN``. ``BCE`` is the binary
     cross-entropy of intensities (:class:`~spectdl.losses.pixel.IntensityBCELoss`); ``GAN`` is the
     generator's adversarial loss, relativistic average by default (the ESRGAN recipe that the
-    VGG19 perceptual term comes from); needs ``fake_logits=`` and ``real_logits=``.
+    VGG19 perceptual term comes from); needs ``fake_logits=`` and ``real_logits=``. The perceptual
+    features: ``vgg_weights_path`` (VGG19 ImageNet weights), or ``planar_features_path``
+    (spectdl's fallback :class:`~spectdl.metrics.backbones.PlanarFeatures`, a file of
+    :func:`spectdl.training.feature_net.save_planar_features`), or a ready ``feature_extractor``.
   - ``cardiac``: ``MAE + 0.8·(1 − SSIM) + 0.1·Sobel + 0.1·IMBV``; needs ``masks=``.
 
 * free terms: ``build_loss({"terms": {"l1": 1.0, "ssim": {"weight": 0.5, "spatial_dims": 3}}})``,
@@ -87,6 +90,7 @@ STUDY_DEFAULTS: dict[str, dict[str, Any]] = {
         "perceptual_layers": None,
         "perceptual_layer_weights": None,
         "vgg_weights_path": None,
+        "planar_features_path": None,
         "perceptual_criterion": "l1",
         "data_range": None,
         "deep_supervision": None,
@@ -154,8 +158,16 @@ def _myocardial_perfusion(cfg) -> CompositeLoss:
 
 
 def _planar(cfg) -> CompositeLoss:
+    extractor = cfg["feature_extractor"]
+    if cfg["planar_features_path"] is not None:
+        if extractor is not None or cfg["vgg_weights_path"] is not None:
+            raise InputError("planar_features_path: give one feature network (planar_features_path, "
+                             "vgg_weights_path or feature_extractor), not several")
+        from spectdl.metrics.backbones import load_planar_features
+
+        extractor = load_planar_features(cfg["planar_features_path"])
     perceptual = PerceptualLoss(
-        feature_extractor=cfg["feature_extractor"],
+        feature_extractor=extractor,
         layers=cfg["perceptual_layers"],
         layer_weights=cfg["perceptual_layer_weights"],
         weights_path=cfg["vgg_weights_path"],

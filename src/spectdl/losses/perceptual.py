@@ -13,6 +13,8 @@ Input handling, in order:
 3. a grey image (``C = 1``) is repeated to 3 channels when ``repeat_grey=True``;
 4. with ``imagenet_normalize`` (the default for a :class:`spectdl.metrics.backbones.VGGFeatures`
    extractor, which expects it), ``(x − [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]`` per channel;
+   a :class:`spectdl.metrics.backbones.PlanarFeatures` extractor (spectdl's own fallback, trained
+   on [−1, 1]) gets ``2x − 1`` instead;
 5. the feature extractor runs.
 
 The extractor's parameters are frozen (``requires_grad=False``) and it is kept in eval mode;
@@ -28,7 +30,7 @@ from torch import nn
 
 from spectdl.errors import InputError
 from spectdl.losses._base import Loss, check_pair, first_given, resolve_data_range
-from spectdl.metrics.backbones import WEIGHT_FILES, VGGFeatures
+from spectdl.metrics.backbones import WEIGHT_FILES, PlanarFeatures, VGGFeatures
 
 CRITERIA = ("l1", "l2")
 #: Layers used when none are given: the deepest VGG19 block, as in SRGAN/ESRGAN perceptual losses.
@@ -108,6 +110,7 @@ class PerceptualLoss(Loss):
         if imagenet_normalize is None:
             imagenet_normalize = isinstance(feature_extractor, VGGFeatures)
         self.imagenet_normalize = bool(imagenet_normalize)
+        self.signed = isinstance(feature_extractor, PlanarFeatures)
         self.layers = None if layers is None else tuple(layers)
         self.layer_weights = self._weights_dict(layer_weights)
         self.criterion = criterion
@@ -147,6 +150,8 @@ class PerceptualLoss(Loss):
             x = x.permute(0, 4, 1, 2, 3).reshape(b * nz, c, nx, ny)
         if self.repeat_grey and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
+        if self.signed:
+            x = 2.0 * x - 1.0
         if self.imagenet_normalize:
             if x.shape[1] != 3:
                 raise InputError(f"pred: {x.shape[1]} channels; ImageNet normalisation expects 3 (or 1, repeated)")

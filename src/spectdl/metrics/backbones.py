@@ -40,6 +40,7 @@ __all__ = [
     "InceptionV3Features",
     "PlanarFeatures",
     "PooledFeatures",
+    "load_planar_features",
     "VGGFeatures",
     "WEIGHT_FILES",
     "alexnet_features",
@@ -375,6 +376,27 @@ class PlanarFeatures(nn.Module):
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, Σ C_l]``: every layer's global average (the FID features)."""
         return torch.cat([f.mean(dim=(2, 3)) for f in self.forward(x).values()], 1)
+
+
+def load_planar_features(path) -> PlanarFeatures:
+    """A :class:`PlanarFeatures` from a file of
+    :func:`spectdl.training.feature_net.save_planar_features` (its widths from the file's record)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            record = json.loads((f.metadata() or {}).get("record", "{}"))
+    except FileNotFoundError:
+        raise InputError(f"weights_path: {str(path)!r} does not exist; expected a file of save_planar_features") from None
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise InputError(f"weights_path: {str(path)!r} is not a safetensors file of save_planar_features ({exc})") from None
+    channels = record.get("channels")
+    if not channels:
+        raise InputError(f"weights_path: {str(path)!r} has no 'channels' in its record; expected a file of "
+                         "save_planar_features")
+    return PlanarFeatures(channels, weights_path=path)
 
 
 class PooledFeatures(nn.Module):
