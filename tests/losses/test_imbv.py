@@ -53,3 +53,20 @@ def test_imbv_loss_needs_its_masks():
     empty = dict(masks, blood_pool=torch.zeros_like(masks["blood_pool"]))
     with pytest.raises(InputError, match="empty"):
         IMBVLoss()(p, t, masks=empty)
+
+
+def test_gradient_descent_on_the_imbv_loss_moves_imbv_towards_the_target():
+    p, t, masks = _case(seed=2)
+    target = _imbv_numpy(t, masks)
+    x = p.clone().requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=0.5)
+    errors = []
+    for _ in range(60):
+        loss = IMBVLoss()(x, t, masks=masks)
+        errors.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        assert bool(torch.isfinite(x.grad).all())
+        opt.step()
+    final = np.abs(_imbv_numpy(x.detach(), masks) - target)
+    assert errors[-1] < 0.1 * errors[0] and (final < np.abs(_imbv_numpy(p, masks) - target)).all()
