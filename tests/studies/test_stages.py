@@ -193,3 +193,38 @@ def test_case_max_rows_scale_each_cases_maximum():
     rows = stages.case_max_rows({"a": torch.tensor([1.0, 7.0]), "b": torch.tensor([3.0])}, metric="output_scale_counts",
                                 method="pix2pix", factor=1.25, level=0.5)
     assert [(r["case"], r["value"], r["level"]) for r in rows] == [("a", 8.75, 0.5), ("b", 3.75, 0.5)]
+
+
+def test_scan_midpoints_follow_the_scan_order():
+    # 9-min 1x scan after a 3-min 3x and a 4.5-min 2x: mid-scan times 1.5, 5.25 and 12 min.
+    assert stages.scan_midpoints(9.0) == pytest.approx({3.0: 1.5 - 12.0, 2.0: 5.25 - 12.0})
+    with pytest.raises(InputError):
+        stages.scan_midpoints(0.0)
+
+
+def test_real_like_scans_are_bounded_recorded_and_reproducible(tmp_path):
+    from spectdl.noise.scans import ScanKinetics
+
+    labels = torch.ones(1, 40, 30, dtype=torch.long)
+    labels[:, 30:36, 12:18] = 4  # a bladder
+    vols = {f"c{i}": {"expected": torch.full((2, 40, 30), 80.0), "labels": labels} for i in range(2)}
+    cases = stages.CaseSet(["c0", "c1"], vols)
+    names = {"outside": 0, "soft_tissue": 1, "bladder": 4}
+    minutes = stages.scan_midpoints(9.0)
+    still = stages.real_like_scans(tmp_path / "a", cases, names, 2.26, minutes=minutes, seed=3, max_shift_mm=0,
+                                   max_rotation_deg=0, max_nonrigid_mm=0)
+    scans = stages.load_volumes(still["scans"])
+    k = ScanKinetics()
+    for key, scan in scans.items():
+        case, v = key.split("/")
+        t = minutes[float(v)]
+        soft = scan[:, :30]
+        lam = 80.0 / float(v) * k.factor("soft_tissue", t)
+        assert torch.equal(scan, scan.round()) and abs(float(soft.mean()) - lam) < 5 * (lam / soft.numel()) ** 0.5
+    moved = stages.real_like_scans(tmp_path / "b", cases, names, 2.26, minutes=minutes, seed=3)
+    again = stages.real_like_scans(tmp_path / "c", cases, names, 2.26, minutes=minutes, seed=3)
+    assert moved["motion"] == again["motion"]
+    for key, rec in moved["motion"].items():
+        assert 0 < rec["max_displacement_mm"] <= 2 ** 0.5 * 5 + 0.0175 * 60 + 6 and rec["minutes"] < 0
+    a, b = stages.load_volumes(moved["scans"]), stages.load_volumes(again["scans"])
+    assert all(torch.equal(a[k], b[k]) for k in a)
