@@ -56,3 +56,22 @@ def test_patch_registration_recovers_a_known_shift(transform):
     before = np.corrcoef(moving[inner].ravel(), fixed[inner].ravel())[0, 1]
     after = np.corrcoef(out.numpy()[inner].ravel(), fixed[inner].ravel())[0, 1]
     assert after > 0.999 > before
+
+
+@pytest.mark.parametrize("transform", ["translation", "rigid", "affine"])
+def test_the_registration_as_a_replayable_transform_matches_simpleitks_resampling(transform):
+    from spectdl.data.transforms import RegisterToReference, replay
+
+    rows, cols = np.mgrid[0:64, 0:64]
+    fixed = (np.exp(-((rows - 30.0) ** 2 / 40 + (cols - 34.0) ** 2 / 90)) * 100
+             + 40 * np.exp(-((rows - 45.0) ** 2 + (cols - 20.0) ** 2) / 15))
+    moving = ndimage.shift(ndimage.rotate(fixed, 2.0, reshape=False, order=3), (2.6, -1.7), order=3) * 0.5
+    sample = {"input": torch.as_tensor(np.stack([moving, 2 * moving])), "target": torch.as_tensor(fixed[None])}
+    out, spec = RegisterToReference(transform=transform)(sample)
+    sitk_out, _ = register_patch(moving, fixed, transform=transform)
+    inner = (slice(6, -6), slice(6, -6))
+    np.testing.assert_allclose(out["input"][0].numpy()[inner], sitk_out.numpy()[inner], rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(out["input"][1], 2 * out["input"][0])  # one map for every channel
+    torch.testing.assert_close(replay(sample, spec)["input"], out["input"])
+    after = np.corrcoef(out["input"][0].numpy()[inner].ravel(), fixed[inner].ravel())[0, 1]
+    assert after > (0.995 if transform == "translation" else 0.999)

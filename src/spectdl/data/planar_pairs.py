@@ -113,6 +113,13 @@ def register_patch(moving, fixed, *, transform: Literal["translation", "rigid", 
     params = tuple(float(v) for v in found.GetParameters())
     # The translation is the last two parameters for every kind (x = column, y = row).
     shift = (params[-1], params[-2])
+    # The found map as an affine in (row, column) pixel coordinates, for a replayable resampling:
+    # moving(M·p + o) ≈ fixed(p), from where it sends the origin and the two unit vectors.
+    pts = [found.TransformPoint((0.0, 0.0)), found.TransformPoint((1.0, 0.0)), found.TransformPoint((0.0, 1.0))]
+    o = np.array([pts[0][1], pts[0][0]])
+    col_dir = np.array([pts[1][1], pts[1][0]]) - o  # image of a unit step along x (a column)
+    row_dir = np.array([pts[2][1], pts[2][0]]) - o  # image of a unit step along y (a row)
+    matrix = np.stack([row_dir, col_dir], 1)
     return (torch.as_tensor(out.astype(np.float64)),
             {"transform": transform, "parameters": params, "shift_px": shift,
-             "metric": float(reg.GetMetricValue())})
+             "matrix_rc": matrix.tolist(), "offset_rc": o.tolist(), "metric": float(reg.GetMetricValue())})

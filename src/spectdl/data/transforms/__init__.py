@@ -4,16 +4,19 @@ from spectdl.data.transforms.base import MASK_KEYS, Compose, Deterministic, Tran
 from spectdl.data.transforms.crop import AxialSlice, CentreCrop, Crop, RandomAxialSlice, RandomCrop
 from spectdl.data.transforms.intensity import MaskFromLabels, MatchCounts, NormalizeChannels, NormalizeMean, Scale, Shift
 from spectdl.data.transforms.spatial import (
+    AffineResample,
     Flip,
     RandomFlip,
     RandomRot90,
     RandomRotate,
+    RegisterToReference,
     Rot90,
     Rotate,
     rotation_matrix,
 )
 
 __all__ = [
+    "AffineResample",
     "AxialSlice",
     "CentreCrop",
     "Compose",
@@ -30,6 +33,7 @@ __all__ = [
     "RandomFlip",
     "RandomRot90",
     "RandomRotate",
+    "RegisterToReference",
     "Rot90",
     "Rotate",
     "Scale",

@@ -252,3 +252,52 @@ class RandomRotate(Transform):
             else:
                 angles[p] = uniform(g, *self.range_deg)
         return Rotate(angles, self.keys, self.mask_keys)
+
+
+class AffineResample(Deterministic):
+    """Resample ``key`` ``[C, H, W]`` at ``M·p + o`` (row, column pixel coordinates; bilinear,
+    zero outside), the same map for every channel: a registration found once, replayable."""
+
+    name = "affine_resample"
+
+    def __init__(self, key: str, matrix: Sequence[Sequence[float]], offset: Sequence[float]):
+        m = [[float(v) for v in row] for row in matrix]
+        if len(m) != 2 or any(len(r) != 2 for r in m) or len(offset) != 2:
+            raise InputError(f"AffineResample: expected a 2×2 matrix and 2 offsets, found {matrix!r}, {offset!r}")
+        self.key, self.matrix, self.offset = key, m, [float(v) for v in offset]
+
+    def apply(self, sample):
+        import numpy as np
+        from scipy import ndimage
+
+        out = dict(sample)
+        (k,) = selected(sample, [self.key], "AffineResample")
+        x = sample[k]
+        if x.dim() != 3:
+            raise InputError(f"AffineResample: {k!r} has shape {tuple(x.shape)}; expected [C, H, W]")
+        arr = x.detach().cpu().double().numpy()
+        res = np.stack([ndimage.affine_transform(c, np.asarray(self.matrix), offset=np.asarray(self.offset), order=1,
+                                                 mode="constant", cval=0.0) for c in arr])
+        out[k] = torch.as_tensor(res).to(device=x.device, dtype=x.dtype)
+        return out
+
+    def _args(self):
+        return {"key": self.key, "matrix": self.matrix, "offset": self.offset}
+
+
+class RegisterToReference(Transform):
+    """Register ``key`` to ``reference`` (their first channels; SimpleITK, :func:`spectdl.data.planar_pairs.
+    register_patch`) and draw the :class:`AffineResample` that applies the found map to every channel
+    of ``key``: the patch-focused registration of a fast scan's training patch to its 1x patch."""
+
+    def __init__(self, key: str = "input", reference: str = "target", transform: str = "rigid"):
+        self.key, self.reference, self.transform = key, reference, transform
+
+    def draw(self, sample, generator=None) -> AffineResample:
+        from spectdl.data.planar_pairs import register_patch
+
+        k, r = selected(sample, [self.key, self.reference], "RegisterToReference")
+        if sample[k].dim() != 3 or sample[r].dim() != 3:
+            raise InputError("RegisterToReference: expected 2-D samples [C, H, W]")
+        _, rec = register_patch(sample[k][0], sample[r][0], transform=self.transform)
+        return AffineResample(k, rec["matrix_rc"], rec["offset_rc"])
