@@ -40,3 +40,19 @@ def test_count_consistency_for_planar_pairs():
     assert torch.equal(replay({"input": low, "target": target}, spec)["input"], out["input"])
     with pytest.raises(InputError, match="channels"):
         Scale({"input": [1.0, 2.0]}).apply({"input": low})
+
+
+def test_count_consistency_can_leave_the_bladder_out():
+    g = torch.Generator().manual_seed(2)
+    bladder = torch.zeros(1, 32, 16, dtype=torch.bool)
+    bladder[:, 24:30, 5:11] = True
+    lam = torch.full((1, 32, 16), 20.0)
+    target = torch.poisson(torch.where(bladder, 20 * lam, lam), generator=g)
+    low = torch.poisson(torch.where(bladder, 5 * lam, lam) / 2, generator=g)  # less urine in the earlier scan
+    sample = {"input": low, "target": target, "bladder": bladder}
+    out, spec = MatchCounts(exclude="bladder")(sample)
+    assert float(out["input"][~bladder].sum()) == pytest.approx(float(target[~bladder].sum()), rel=1e-6)
+    assert spec["factors"]["input"] == pytest.approx(2.0, rel=0.03)  # the speed factor, not the bladder's
+    assert MatchCounts()(sample)[1]["factors"]["input"] > 3.0  # counting the bladder would overshoot
+    with pytest.raises(InputError):
+        MatchCounts(exclude="mask")({"input": low, "target": target})

@@ -93,15 +93,25 @@ class NormalizeMean(Transform):
 
 
 class MatchCounts(Transform):
-    """Scale ``key`` so that its total counts equal those of ``reference``: ``x · Σ ref / Σ x``."""
+    """Scale ``key`` so that its total counts equal those of ``reference``: ``x · Σ ref / Σ x``.
 
-    def __init__(self, key: str = "input", reference: str = "target"):
-        self.key, self.reference = key, reference
+    ``exclude``: the key of a mask (e.g. the bladder, :func:`spectdl.data.planar_pairs.bladder_mask`)
+    whose pixels both sums leave out: the bladder fills between two scans, so counting it would
+    bias the scale (the count-level consistency normalisation of real fast/standard pairs)."""
+
+    def __init__(self, key: str = "input", reference: str = "target", exclude: str | None = None):
+        self.key, self.reference, self.exclude = key, reference, exclude
 
     def draw(self, sample, generator=None) -> Scale:
         k, r = selected(sample, [self.key, self.reference], "MatchCounts")
-        total = float(sample[k].detach().to(torch.float64).sum())
-        ref = float(sample[r].detach().to(torch.float64).sum())
+        x = sample[k].detach().to(torch.float64)
+        y = sample[r].detach().to(torch.float64)
+        if self.exclude is not None:
+            (e,) = selected(sample, [self.exclude], "MatchCounts")
+            keep = ~sample[e].to(torch.bool)
+            x, y = x * keep.expand_as(x), y * keep.expand_as(y)
+        total = float(x.sum())
+        ref = float(y.sum())
         if not total > 0:
             raise InputError(f"MatchCounts: {k!r} sums to {total}; expected > 0 counts")
         return Scale({k: ref / total})
