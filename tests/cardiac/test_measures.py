@@ -47,5 +47,7 @@ def test_measures_need_a_mask():
     lv = LVGeometry.from_axis((0, 0, 0), (1, 1, -1), -20, 40, 50)
     with pytest.raises(InputError, match="mask"):
         lv_measures(lv, 6.4)
+    with pytest.raises(InputError, match="boolean tensor or array"):
+        lv_measures(lv, 6.4, mask=[[True]])
     with pytest.raises(InputError, match="empty"):
         lv_measures(lv, 6.4, mask=np.zeros((8, 8, 8), bool))

@@ -72,3 +72,5 @@ def test_polar_map_refuses_bad_layouts_and_objects(ph):
         polar_map(blurred(ph), GRID, {"axis": (1, 0, 0)})
     with pytest.raises(InputError, match="does not match"):
         segment_labels(torch.ones(4, 4, 4, dtype=torch.bool), GRID, truth)
+    with pytest.raises(InputError, match="boolean tensor or array"):
+        segment_labels([[True]], GRID, truth)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from spectdl.cardiac._common import as_mask, check_positive_int, voxel_sizes
-from spectdl.cardiac.orientation import LVGeometry
+from spectdl.cardiac.orientation import LVGeometry, check_lv
 from spectdl.errors import InputError
 
 __all__ = ["lv_measures"]
@@ -42,13 +42,12 @@ def lv_measures(lv: LVGeometry, voxel_size_mm, *, mask=None, n_slices: int = 24,
         mask: the myocardium (bool ``[X, Y, Z]``), default ``lv.mask``.
         n_slices, n_angles: short-axis planes and rays per plane.
     """
-    if not isinstance(lv, LVGeometry):
-        raise InputError(f"lv: expected an LVGeometry (from estimate_lv_axis), found {type(lv).__name__}")
+    lv = check_lv(lv)
     if mask is None:
         if lv.mask is None:
             raise InputError("mask: no segmentation: pass mask= or an LVGeometry that holds one")
         mask = lv.mask
-    shape = tuple(mask.shape)
+    shape = tuple(getattr(mask, "shape", ()))
     m = as_mask(mask, shape, "mask")
     vs = voxel_sizes(voxel_size_mm, shape)
     K = check_positive_int("n_slices", n_slices, 3)

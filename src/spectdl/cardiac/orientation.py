@@ -389,7 +389,7 @@ def estimate_lv_axis(image, voxel_size_mm, *, mask=None, threshold: float = 0.5,
 # Reorientation
 
 
-def _check_lv(lv) -> LVGeometry:
+def check_lv(lv) -> LVGeometry:
     if not isinstance(lv, LVGeometry):
         raise InputError(f"lv: expected an LVGeometry (from estimate_lv_axis), found {type(lv).__name__}")
     return lv
@@ -419,7 +419,7 @@ def reorient(image, voxel_size_mm, lv: LVGeometry, *, spacing_mm: float | None =
     """
     img = as_volume(image, "image")
     vs = voxel_sizes(voxel_size_mm, img.shape)
-    lv = _check_lv(lv)
+    lv = check_lv(lv)
     h = float(vs.min()) if spacing_mm is None else check_positive("spacing_mm", spacing_mm)
     if size is None:
         n_u = int(math.ceil((lv.apex_mm - lv.base_mm) / h)) + 5

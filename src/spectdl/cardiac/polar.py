@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from spectdl.cardiac._common import as_mask, as_volume, check_positive_int, mask_points, sample, voxel_sizes
-from spectdl.cardiac.orientation import LVGeometry
+from spectdl.cardiac.orientation import LVGeometry, check_lv
 from spectdl.errors import InputError
 from spectdl.phantoms.aha import N_SEGMENTS, segment_of
 
@@ -98,12 +98,6 @@ class PolarMap:
         return sums[1:] / counts[1:]
 
 
-def _check_lv(lv) -> LVGeometry:
-    if not isinstance(lv, LVGeometry):
-        raise InputError(f"lv: expected an LVGeometry (from estimate_lv_axis), found {type(lv).__name__}")
-    return lv
-
-
 def _slab_radii(lv: LVGeometry, vs: np.ndarray, u_planes: np.ndarray, shape) -> np.ndarray:
     """``R_k``: the myocardium's largest distance from the axis within each plane's slab, plus one
     voxel (50 mm where no mask is known)."""
@@ -133,7 +127,7 @@ def polar_map(image, voxel_size_mm, lv: LVGeometry, *, n_slices: int = 12, n_ang
     """
     img = as_volume(image, "image")
     vs = voxel_sizes(voxel_size_mm, img.shape)
-    lv = _check_lv(lv)
+    lv = check_lv(lv)
     K = check_positive_int("n_slices", n_slices, 3)
     J = check_positive_int("n_angles", n_angles, 12)
     if K % 3 or J % 12:
@@ -180,9 +174,9 @@ def polar_map(image, voxel_size_mm, lv: LVGeometry, *, n_slices: int = 12, n_ang
 def segment_labels(mask, voxel_size_mm, lv: LVGeometry) -> torch.Tensor:
     """The AHA segment (1..17) of every voxel of ``mask`` (the myocardium) from its own ``(t, φ)``;
     0 outside the mask and beyond the base plane. ``[X, Y, Z]`` int64."""
-    m = as_mask(mask, np.shape(mask) if not isinstance(mask, torch.Tensor) else tuple(mask.shape), "mask")
+    m = as_mask(mask, tuple(getattr(mask, "shape", ())), "mask")
     vs = voxel_sizes(voxel_size_mm, m.shape)
-    lv = _check_lv(lv)
+    lv = check_lv(lv)
     u, a, l = lv.coords(mask_points(m, vs))
     seg = segment_of(torch.as_tensor(lv.t_of(u)), torch.rad2deg(torch.atan2(torch.as_tensor(l), torch.as_tensor(a))))
     out = torch.zeros(m.shape, dtype=torch.int64)

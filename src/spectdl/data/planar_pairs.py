@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from spectdl.errors import InputError
 
-__all__ = ["bladder_mask", "count_normalise", "register_patch"]
+__all__ = ["bladder_mask", "count_normalise", "register_patch", "totals_outside"]
 
 
 def _array2d(name: str, x) -> np.ndarray:
@@ -60,6 +60,15 @@ def bladder_mask(image, region, *, threshold: float = 0.5, dilate_px: int = 2) -
     return torch.as_tensor(mask)
 
 
+def totals_outside(fast: torch.Tensor, reference: torch.Tensor, exclude: torch.Tensor | None = None
+                   ) -> tuple[float, float]:
+    """``(Σ fast, Σ reference)`` (float64) over the pixels outside ``exclude`` (``None``: all)."""
+    if exclude is None:
+        return float(fast.detach().double().sum()), float(reference.detach().double().sum())
+    keep = ~exclude.to(torch.bool).expand_as(fast)
+    return float(fast.detach().double()[keep].sum()), float(reference.detach().double()[keep].sum())
+
+
 def count_normalise(fast: torch.Tensor, reference: torch.Tensor, exclude: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, float]:
     """``(fast × s, s)`` with ``s = Σ reference / Σ fast`` over the pixels outside ``exclude``
@@ -69,11 +78,10 @@ def count_normalise(fast: torch.Tensor, reference: torch.Tensor, exclude: torch.
             raise InputError(f"{name}: expected a torch.Tensor, found {type(t).__name__}")
     if fast.shape != reference.shape:
         raise InputError(f"fast: shape {tuple(fast.shape)} does not match the reference's {tuple(reference.shape)}")
-    keep = torch.ones_like(fast, dtype=torch.bool) if exclude is None else ~exclude.to(torch.bool).expand_as(fast)
-    total = float(fast.double()[keep].sum())
+    total, ref = totals_outside(fast, reference, exclude)
     if not total > 0:
         raise InputError("fast: no counts outside the excluded region; cannot normalise")
-    s = float(reference.double()[keep].sum()) / total
+    s = ref / total
     return fast * s, s
 
 

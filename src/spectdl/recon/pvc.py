@@ -47,7 +47,10 @@ def _check_templates(templates: torch.Tensor, image: torch.Tensor) -> torch.Tens
 def template_means(image: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` mean of ``image [B, 1, *grid]`` over each label ``1..L−1`` of ``templates``
     (column 0, the unlabelled voxels, is 0; a label absent from a sample has mean 0)."""
-    lab = _check_templates(templates, image)
+    return _means(image, _check_templates(templates, image))
+
+
+def _means(image: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
     b = image.shape[0]
     n = int(lab.max()) + 1
     flat_l = lab.reshape(b, -1)
@@ -90,7 +93,7 @@ def iterative_yang(image: torch.Tensor, templates: torch.Tensor, projector: Spec
     current = image
     history = []
     for _ in range(int(pvc_iterations)):
-        means = template_means(current, lab)
+        means = _means(current, lab)
         history.append(means)
         model = torch.gather(means.to(image.dtype), 1, lab.reshape(b, -1)).reshape(image.shape)
         with torch.no_grad():

@@ -250,7 +250,7 @@ def _reconstruct(folder: Path, cfg: MpiConfig, sims: dict[str, str], preds: dict
                **{f"input/{lv}": cases.by_case(f"input_{lv}") for lv in cfg.levels},
                **{f"pix2pix/{lv}": stages.load_volumes(preds[lv]) for lv in cfg.levels}}
     out = stages.osem_images(folder / "mpi", sims["mpi"], cases, sources, **common)
-    normals = _cases(cfg, sims, "normals")
+    normals = stages.simulated_cases(sims["normals"], "test", {"full": KEYS["full"], "mu": KEYS["mu"]}, prefix="n")
     out.update({f"normals/{k}": v for k, v in stages.osem_images(folder / "normals", sims["normals"], normals,
                                                                  {"reference": normals.by_case("full")},
                                                                  **common).items()})
@@ -258,12 +258,10 @@ def _reconstruct(folder: Path, cfg: MpiConfig, sims: dict[str, str], preds: dict
 
 
 def _evaluate(folder: Path, cfg: MpiConfig, sims: dict[str, str], ckpts, preds, recon, cases: stages.CaseSet):
-    import torch
-
     ev = cfg.evaluation
     phantoms = stages.sample_phantoms(sims["mpi"], cases)
     proj_for = stages.case_projector(sims["mpi"], cases)
-    crop = {c: stages.liver_dominated(phantoms[c], proj_for(c), ev.liver_share) for c in cases.ids}
+    outside_liver = {c: ~stages.liver_dominated(phantoms[c], proj_for(c), ev.liver_share) for c in cases.ids}
     no_liver = {c: ~stages.dilate_label(phantoms[c], "liver", 1) for c in cases.ids}
     rows: list[dict[str, Any]] = []
     images = {"reference": stages.load_volumes(recon["reference"])}
@@ -276,7 +274,7 @@ def _evaluate(folder: Path, cfg: MpiConfig, sims: dict[str, str], ckpts, preds, 
             metrics = {"prediction_max": ("psnr",), "reference_max_c0.01_0.02": ("ssim",)}.get(conv,
                                                                                              ("psnr", "ssim", "rmse"))
             rows += stages.score_methods(projections, full, metrics=metrics, convention=conv,
-                                         masks={"field": None, "no_liver": {c: ~m for c, m in crop.items()}},
+                                         masks={"field": None, "no_liver": outside_liver},
                                          space="projection", spatial_dims=2, **cols)
         recons = {m: stages.load_volumes(recon[f"{m}/{lv}"]) for m in ("input", "pix2pix")}
         images.update({f"{m}/{lv}": v for m, v in recons.items()})
@@ -289,7 +287,7 @@ def _evaluate(folder: Path, cfg: MpiConfig, sims: dict[str, str], ckpts, preds, 
         rows += stages.count_rows(projections, full, **cols)
         rows += stages.case_max_rows(projections["input"], metric="output_scale_counts", method="pix2pix",
                                      factor=cfg.output_margin, **cols)
-    normals = {c: v for c, v in stages.load_volumes(recon["normals/reference"]).items()}
+    normals = stages.load_volumes(recon["normals/reference"])
     perf_rows, analysis = stages.perfusion_rows(images, normals, phantoms, voxel_size_mm=cases.voxel_size_mm(),
                                                 levels={lv: cfg.fraction(lv) for lv in cfg.levels},
                                                 territory_threshold=ev.territory_threshold)

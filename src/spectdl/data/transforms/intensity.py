@@ -103,15 +103,11 @@ class MatchCounts(Transform):
         self.key, self.reference, self.exclude = key, reference, exclude
 
     def draw(self, sample, generator=None) -> Scale:
+        from spectdl.data.planar_pairs import totals_outside
+
         k, r = selected(sample, [self.key, self.reference], "MatchCounts")
-        x = sample[k].detach().to(torch.float64)
-        y = sample[r].detach().to(torch.float64)
-        if self.exclude is not None:
-            (e,) = selected(sample, [self.exclude], "MatchCounts")
-            keep = ~sample[e].to(torch.bool)
-            x, y = x * keep.expand_as(x), y * keep.expand_as(y)
-        total = float(x.sum())
-        ref = float(y.sum())
+        mask = None if self.exclude is None else sample[selected(sample, [self.exclude], "MatchCounts")[0]]
+        total, ref = totals_outside(sample[k], sample[r], mask)
         if not total > 0:
             raise InputError(f"MatchCounts: {k!r} sums to {total}; expected > 0 counts")
         return Scale({k: ref / total})
