@@ -232,3 +232,22 @@ def test_counts_from_activity_are_checked(tmp_path):
         load_simulation_config({**base, "resolution": {"fwhm_mm": 2.0}})
     with pytest.raises(ConfigError, match="resolution"):
         load_simulation_config({**base, "collimator": None, "resolution": {"fwhm_mm": 7.6}})
+
+
+def test_planar_views_take_the_collimator_response_at_their_distances(tmp_path):
+    from spectdl.geometry import Collimator
+    from spectdl.physics.psf import planar_response
+
+    base = dict(phantom="wholebody_planar", grid={"shape": [220, 64], "voxel_size_mm": 9.0}, n_samples=2,
+                batch_size=2, shard_size=2, counts={"total": 1.0e5}, store=["expected"])
+    ideal = read_sample(simulate(base, tmp_path / "ideal", progress=False).manifest_path, 1)["expected"]
+    blurred = read_sample(simulate({**base, "planar_distance_mm": [130.0, 110.0]}, tmp_path / "lehr",
+                                   progress=False).manifest_path, 1)["expected"]
+    # The same phantom, blurred view by view; the total is still the configured count level.
+    expect = planar_response(ideal[None].double(), Collimator.preset("LEHR"), [130.0, 110.0], 9.0)[0]
+    expect *= 1.0e5 / float(expect.sum())
+    assert torch.allclose(blurred.double(), expect, rtol=1e-4, atol=1e-6 * float(expect.max()))
+    assert float(blurred.double().sum()) == pytest.approx(1.0e5, rel=1e-5)
+    assert float(blurred.max()) < float(ideal.max())
+    with pytest.raises(Exception, match="planar_distance_mm: needs a collimator"):
+        simulate({**base, "planar_distance_mm": [130.0, 110.0], "collimator": None}, tmp_path / "x", progress=False)

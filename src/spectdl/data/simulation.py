@@ -193,6 +193,11 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
     store = set(config.store)
     if config.kind == "planar":
         clean = torch.cat([ph.anterior, ph.posterior], 1)
+        if config.planar_distance_mm is not None:
+            from spectdl.physics.psf import planar_response
+
+            clean = planar_response(clean, config.collimator_model(), config.planar_distance_mm,
+                                    ph.grid.voxel_size_mm).clamp_min(0)
         proj = None
         if "lesion_mask" in store:
             arrays["lesion_mask"] = ph.lesion_mask.to(torch.uint8)

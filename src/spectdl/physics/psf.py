@@ -158,3 +158,39 @@ class DepthBlur:
             out.append(g)
         out.reverse()
         return torch.stack(out, 0)
+
+
+def planar_response(views: torch.Tensor, collimator, distances_mm, pixel_mm) -> torch.Tensor:
+    """Planar views blurred by the collimator-detector response at one distance per view.
+
+    ``views [..., V, H, W]`` (e.g. anterior and posterior, ``V = 2``); view ``v`` is convolved with
+    the separable discrete Gaussian of variance ``σ²(b_v) / pixel²`` per axis, ``σ(b) =
+    collimator.fwhm_mm(b) / 2.3548`` at ``b_v = distances_mm[v]`` from the collimator face. The
+    kernels sum to 1 and are zero-padded, so counts are kept except what spreads past the edge.
+    ``pixel_mm``: one size, or ``(rows, columns)``. Returns a tensor of ``views``' shape and dtype.
+    """
+    from spectdl.errors import InputError
+
+    if not isinstance(views, torch.Tensor) or views.dim() < 3:
+        raise InputError(f"views: expected a tensor [..., V, H, W], found "
+                         f"{tuple(views.shape) if isinstance(views, torch.Tensor) else type(views).__name__}")
+    d = np.atleast_1d(np.asarray(distances_mm, dtype=np.float64))
+    if d.shape != (views.shape[-3],) or not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise InputError(f"distances_mm: {d.tolist()}; expected {views.shape[-3]} distances >= 0 mm, one per view")
+    px = np.broadcast_to(np.asarray(pixel_mm, dtype=np.float64), (2,))
+    if not np.all(px > 0):
+        raise InputError(f"pixel_mm: {px.tolist()}; expected sizes > 0")
+    sigma = np.asarray(collimator.sigma_mm(d), dtype=np.float64)
+    out = []
+    lead = views.shape[:-3]
+    x = views.reshape(-1, *views.shape[-3:])
+    for v in range(views.shape[-3]):
+        img = x[:, v : v + 1]
+        for axis, size in ((0, px[0]), (1, px[1])):
+            k = torch.as_tensor(base_kernels(np.array(sigma[v] ** 2 / size**2)), dtype=views.dtype, device=views.device)
+            h = (k.numel() - 1) // 2
+            shape = (1, 1, k.numel(), 1) if axis == 0 else (1, 1, 1, k.numel())
+            pad = (h, 0) if axis == 0 else (0, h)
+            img = F.conv2d(img, k.reshape(shape), padding=pad)
+        out.append(img)
+    return torch.cat(out, 1).reshape(*lead, *views.shape[-3:])
