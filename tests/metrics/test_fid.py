@@ -108,3 +108,38 @@ def test_fid_bad_input(tmp_path):
         fid_from_features(torch.tensor([[1.0], [float("nan")]]), torch.randn(5, 1))
     with pytest.raises(InputError, match="covariance"):
         frechet_distance(torch.zeros(2), torch.eye(3), torch.zeros(2), torch.eye(2))
+
+
+class _MeanStd(torch.nn.Module):
+    """Features [mean, std] of each tile's first channel: a transparent extractor for the checks."""
+
+    def forward(self, x):
+        f = x[:, 0].reshape(x.shape[0], -1)
+        return torch.stack([f.mean(1), f.std(1)], 1)
+
+
+def test_patch_fid_is_the_frechet_distance_of_the_tile_features_at_the_same_positions():
+    from spectdl.metrics.functional import patch_fid, patch_positions
+
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.rand(96, 64, generator=gen, dtype=torch.float64) * 10
+    img = ref * 1.3 + torch.rand(96, 64, generator=gen, dtype=torch.float64)
+    body = torch.zeros(96, 64, dtype=torch.bool)
+    body[:, :40] = True
+    corners = patch_positions((96, 64), 16, 8, body, 0.5)
+    # Column starts 0..24 keep >= half of the 40 body columns in a 16 px tile; 32 and 48 do not.
+    assert sorted({j for _, j in corners}) == [0, 8, 16, 24, 32] and len({i for i, _ in corners}) == 11
+    ext = _MeanStd()
+
+    def feats(x):  # independently: scipy's statistics of the same tiles, mapped as FID maps [0, 20]
+        t = np.stack([x[i:i + 16, j:j + 16].numpy() / 20 * 2 - 1 for i, j in corners])
+        f = t.reshape(len(t), -1)
+        return np.stack([f.mean(1), f.std(1, ddof=1)], 1)
+
+    fr, fi = feats(ref), feats(img)
+    expect = _scipy_fd(fr.mean(0), np.cov(fr.T), fi.mean(0), np.cov(fi.T))
+    got = float(patch_fid(img, ref, 20.0, feature_extractor=ext, patch=16, stride=8, mask=body))
+    assert got == pytest.approx(expect, rel=1e-8)
+    assert float(patch_fid(ref, ref, 20.0, feature_extractor=ext, patch=16, stride=8)) == pytest.approx(0, abs=1e-12)
+    with pytest.raises(InputError, match="expected >= 2 for a covariance"):
+        patch_fid(img, ref, 20.0, feature_extractor=ext, patch=16, mask=torch.zeros(96, 64))

@@ -56,3 +56,26 @@ def test_crop_errors():
         RandomAxialSlice(axis=3)
     with pytest.raises(InputError, match="leaves axis 1"):
         Crop([0, 5], [4, 4]).apply({"x": torch.zeros(1, 8, 8)})
+
+
+def test_channel_takes_one_view_of_every_multi_view_key_and_keeps_single_channel_masks():
+    from spectdl.data.transforms import Channel, RandomChannel, from_spec
+
+    views = torch.arange(2 * 6 * 4, dtype=torch.float32).reshape(2, 6, 4)
+    sample = {"input": views, "target": views + 100, "labels": torch.ones(1, 6, 4, dtype=torch.int64)}
+    out = Channel(1).apply(sample)
+    assert torch.equal(out["input"], views[1:2]) and torch.equal(out["target"], views[1:2] + 100)
+    assert out["labels"] is sample["labels"]
+    assert torch.equal(from_spec(Channel(1).spec()).apply(sample)["input"], views[1:2])  # replayable
+    picked = []
+    for s in range(200):
+        t = RandomChannel().draw(sample, torch.Generator().manual_seed(s))
+        o = t.apply(sample)
+        assert torch.equal(o["target"] - o["input"], torch.full((1, 6, 4), 100.0))  # the same view for both
+        picked.append(t.index)
+    # Both views drawn, about equally often (binomial 200 × 1/2: 100 ± 3.5 SD).
+    assert 75 < sum(picked) < 125
+    with pytest.raises(InputError, match="Channel: index 2 is outside the 2 channels of 'input'"):
+        Channel(2).apply(sample)
+    with pytest.raises(InputError, match=r"RandomChannel: the keys have \[2, 3\] channels"):
+        RandomChannel().draw({"a": views, "b": torch.zeros(3, 6, 4)}, torch.Generator())

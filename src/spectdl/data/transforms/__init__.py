@@ -1,7 +1,15 @@
 """Replayable transforms for dict samples (see :mod:`spectdl.data.transforms.base`)."""
 
 from spectdl.data.transforms.base import MASK_KEYS, Compose, Deterministic, Transform, from_spec, replay
-from spectdl.data.transforms.crop import AxialSlice, CentreCrop, Crop, RandomAxialSlice, RandomCrop
+from spectdl.data.transforms.crop import (
+    AxialSlice,
+    CentreCrop,
+    Channel,
+    Crop,
+    RandomAxialSlice,
+    RandomChannel,
+    RandomCrop,
+)
 from spectdl.data.transforms.intensity import MaskFromLabels, MatchCounts, NormalizeChannels, NormalizeMean, Scale, Shift
 from spectdl.data.transforms.spatial import (
     AffineResample,
@@ -19,6 +27,7 @@ __all__ = [
     "AffineResample",
     "AxialSlice",
     "CentreCrop",
+    "Channel",
     "Compose",
     "Crop",
     "Deterministic",
@@ -29,6 +38,7 @@ __all__ = [
     "NormalizeChannels",
     "NormalizeMean",
     "RandomAxialSlice",
+    "RandomChannel",
     "RandomCrop",
     "RandomFlip",
     "RandomRot90",

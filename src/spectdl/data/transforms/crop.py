@@ -1,5 +1,6 @@
 """Patches and slices: ``Crop``/``RandomCrop`` (e.g. 192×192 patches of planar scans) and
-``AxialSlice``/``RandomAxialSlice`` (2-D axial slices of 3-D volumes: ``[C, x, y, z] -> [C, x, y]``)."""
+``AxialSlice``/``RandomAxialSlice`` (2-D axial slices of 3-D volumes: ``[C, x, y, z] -> [C, x, y]``),
+``Channel``/``RandomChannel`` (one view of multi-view images, e.g. anterior or posterior)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,46 @@ class AxialSlice(Deterministic):
 
     def _args(self):
         return {"index": self.index, "keys": self.keys, "axis": self.axis}
+
+
+class Channel(Deterministic):
+    """Channel ``index`` of every selected key that has more than one channel, ``[C, ...] -> [1, ...]``;
+    single-channel keys (labels, masks drawn once for all views) are kept as they are. Planar
+    whole-body scans store their anterior and posterior views as two channels in one pixel frame."""
+
+    name = "channel"
+
+    def __init__(self, index: int, keys: Sequence[str] | None = None):
+        self.index = _ints([index], "Channel", "index", 0)[0]
+        self.keys = keys_arg(keys)
+
+    def apply(self, sample):
+        out = dict(sample)
+        for k in selected(sample, self.keys, "Channel"):
+            c = sample[k].shape[0]
+            if c == 1:
+                continue
+            if self.index >= c:
+                raise InputError(f"Channel: index {self.index} is outside the {c} channels of {k!r}")
+            out[k] = sample[k][self.index : self.index + 1]
+        return out
+
+    def _args(self):
+        return {"index": self.index, "keys": self.keys}
+
+
+class RandomChannel(Transform):
+    """A uniformly drawn channel (see :class:`Channel`), the same for every key: one view per sample."""
+
+    def __init__(self, keys: Sequence[str] | None = None):
+        self.keys = keys_arg(keys)
+
+    def draw(self, sample, generator):
+        g = need_generator(generator, "RandomChannel")
+        counts = {sample[k].shape[0] for k in selected(sample, self.keys, "RandomChannel")} - {1}
+        if len(counts) > 1:
+            raise InputError(f"RandomChannel: the keys have {sorted(counts)} channels; expected one count (or 1)")
+        return Channel(uniform_int(g, 0, (counts.pop() if counts else 1) - 1), self.keys)
 
 
 def _slice_axis(axis, owner: str) -> int:

@@ -14,6 +14,8 @@ from spectdl.metrics.functional.fid import (
     fid_from_features,
     frechet_distance,
     image_features,
+    patch_fid,
+    patch_positions,
 )
 from spectdl.metrics.functional.lpips import LPIPSNetwork, lpips
 from spectdl.metrics.functional.nema import (
@@ -46,6 +48,8 @@ __all__ = [
     "feature_statistics",
     "fid",
     "fid_from_features",
+    "patch_fid",
+    "patch_positions",
     "frechet_distance",
     "image_features",
     "imbv",

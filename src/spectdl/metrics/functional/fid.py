@@ -13,6 +13,10 @@ Input handling, as pytorch-fid does: grey images are repeated to 3 channels, an 
 ``[0, data_range]`` is mapped to ``[−1, 1]`` (``2·x/data_range − 1``) and resized to 299 × 299
 inside :class:`~spectdl.metrics.backbones.InceptionV3Features`. Each axial slice of a 3-D volume
 counts as one image.
+
+:func:`patch_fid` is the per-image variant: the two sets are the patches of one image and of its
+reference at the same positions (a per-case number, so that methods can be compared case by case
+with a paired test); it is a different quantity from the set-level FID and not comparable with it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from spectdl.errors import InputError
 from spectdl.metrics.functional._checks import batch_values, check_image
 from spectdl.metrics.functional.lpips import to_three_channel_slices
 
-__all__ = ["feature_statistics", "fid", "fid_from_features", "frechet_distance", "image_features"]
+__all__ = ["feature_statistics", "fid", "fid_from_features", "frechet_distance", "image_features", "patch_fid",
+           "patch_positions"]
 
 
 def _check_features(name: str, feats) -> torch.Tensor:
@@ -150,3 +155,49 @@ def fid(
     real = image_features(real_images, data_range, extractor, batch_size)
     fake = image_features(fake_images, data_range, extractor, batch_size)
     return fid_from_features(real, fake)
+
+
+def patch_positions(shape, patch: int, stride: int, mask: torch.Tensor | None = None,
+                    min_fraction: float = 0.5) -> list[tuple[int, int]]:
+    """Top-left corners ``(row, column)`` of the ``patch``×``patch`` tiles of an image of ``shape``
+    ``(H, W)`` every ``stride`` pixels, keeping the tiles whose share of ``mask`` pixels is at least
+    ``min_fraction`` (``mask=None``: every tile)."""
+    h, w = (int(v) for v in shape)
+    for name, v in (("patch", patch), ("stride", stride)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise InputError(f"{name}: expected a positive integer, found {v!r}")
+    if patch > min(h, w):
+        raise InputError(f"patch: {patch} is larger than the image {(h, w)}")
+    corners = [(i, j) for i in range(0, h - patch + 1, stride) for j in range(0, w - patch + 1, stride)]
+    if mask is None:
+        return corners
+    m = mask.reshape(h, w).to(torch.float64)
+    return [(i, j) for i, j in corners if float(m[i:i + patch, j:j + patch].mean()) >= min_fraction]
+
+
+@torch.no_grad()
+def patch_fid(image: torch.Tensor, reference: torch.Tensor, data_range, *, feature_extractor: torch.nn.Module,
+              patch: int = 64, stride: int = 32, mask: torch.Tensor | None = None, min_fraction: float = 0.5,
+              batch_size: int = 64) -> torch.Tensor:
+    """FID between the patches of ``image`` and those of ``reference`` at the same positions.
+
+    ``image``, ``reference``: one 2-D image ``[H, W]`` (or ``[1, H, W]``) each, in ``[0, data_range]``;
+    the tiles are :func:`patch_positions` (``mask``: e.g. the body, so that empty background tiles
+    do not dominate), each one image of the two sets of :func:`fid_from_features` (needs >= 2 tiles).
+    ``feature_extractor``: any module ``[N, 3, p, p]`` in [−1, 1] → ``[N, D]``. Float64 scalar.
+    """
+    a, b = (check_image(n, t.reshape(1, 1, *t.shape[-2:])) for n, t in (("image", image), ("reference", reference)))
+    if a.shape != b.shape or image.dim() > 3 or reference.dim() > 3:
+        raise InputError(f"image: shape {tuple(image.shape)}, reference {tuple(reference.shape)}; expected two "
+                         "2-D images [H, W] of one shape")
+    corners = patch_positions(a.shape[-2:], patch, stride, mask, min_fraction)
+    if len(corners) < 2:
+        raise InputError(f"mask: {len(corners)} tiles of {patch} px hold at least {min_fraction:g} of the mask; "
+                         "expected >= 2 for a covariance")
+
+    def tiles(x):
+        return torch.stack([x[0, :, i:i + patch, j:j + patch] for i, j in corners])
+
+    fa = image_features(tiles(a), data_range, feature_extractor, batch_size)
+    fb = image_features(tiles(b), data_range, feature_extractor, batch_size)
+    return fid_from_features(fb, fa)
