@@ -18,7 +18,8 @@ from typing import Callable
 from spectdl.errors import ConfigError
 
 #: Modules that register the built-in studies on import.
-_BUILTIN = ("spectdl.studies.bone_spect", "spectdl.studies.spectnet", "spectdl.studies.mpi_projection")
+_BUILTIN = ("spectdl.studies.bone_spect", "spectdl.studies.spectnet", "spectdl.studies.mpi_projection",
+            "spectdl.studies.wbs_planar")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,10 @@ from spectdl.io.atomic import atomic_write
 from spectdl.studies.config import config_differences, config_hash, resolve_config, study_config_file
 from spectdl.studies.registry import get_study
 
-STAGES = ("simulate", "reconstruct", "train", "predict", "evaluate", "report")
+#: Stage names in data-flow order; a study runs those it needs ("pairs": acquisitions made from the
+#: simulation, e.g. real-like repeat scans; "features": feature networks of metrics and losses;
+#: "real_scan": inference on a real scan without a ground truth).
+STAGES = ("simulate", "pairs", "reconstruct", "features", "train", "predict", "real_scan", "evaluate", "report")
 DONE = "done.json"
 
 

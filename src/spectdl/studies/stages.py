@@ -596,7 +596,8 @@ def pearson_rows(images: Mapping[str, Mapping[str, torch.Tensor]], references: M
 
 
 def projection_deviance_rows(predicted: Mapping[str, torch.Tensor], measured: Mapping[str, torch.Tensor],
-                             fraction: float, *, method: str, **columns: Any) -> list[dict[str, Any]]:
+                             fraction: float, *, method: str, metric: str = "deviance_low_dose",
+                             **columns: Any) -> list[dict[str, Any]]:
     """Poisson deviance per count of the measured (low-dose) counts ``y`` under the predicted
     full-dose mean scaled by the dose fraction, ``D(y; f·ŷ) / Σy``: whether a restored projection
     remains statistically consistent with the data it was made from (Poisson data under their own
@@ -607,7 +608,7 @@ def projection_deviance_rows(predicted: Mapping[str, torch.Tensor], measured: Ma
     for c, y_hat in predicted.items():
         y = measured[c].double()[None]
         d = poisson_deviance(y, (fraction * y_hat.double().clamp_min(0))[None])
-        rows.append({"case": c, "method": method, "metric": "deviance_low_dose", "value": float(d[0]), **columns})
+        rows.append({"case": c, "method": method, "metric": metric, "value": float(d[0]), **columns})
     return rows
 
 
