@@ -91,7 +91,13 @@ def _boxplots(df, fig_dir: Path, baseline: str = "input", metrics=("psnr", "ssim
     return out
 
 
-def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
+def _image_grids(run_dir: Path, fig_dir: Path, summary: dict | None = None) -> list[tuple[str, Path]]:
+    """Every ``evaluate/examples_*.npz`` as a grid of methods per case and its difference images.
+    ``summary["example_layout"]``: ``"xy"`` (slices, spectdl's x/y order; default) or ``"rc"``
+    (planar views as stored, rows down); ``summary["example_view"]``: what one panel shows."""
+    summary = summary or {}
+    layout = summary.get("example_layout", "xy")
+    view = summary.get("example_view", "axial slice")
     out = []
     for path in sorted((run_dir / "evaluate").glob("examples_*.npz")):
         with np.load(path) as z:
@@ -105,7 +111,7 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
             ref_name = "reference" if "reference" in shown else ("truth" if "truth" in shown else None)
             ref = shown.get(ref_name) if ref_name else None
             fig = image_grid(shown, vmin=0.0, vmax=float(np.percentile(ref, 99.8)) if ref is not None else None,
-                             ncols=min(5, len(shown)), suptitle=f"case {case}: axial slice")
+                             ncols=min(5, len(shown)), suptitle=f"case {case}: {view}", layout=layout)
             out.append((f"case {case}: every method on the same window", save_png(
                 fig, fig_dir / f"images_{case}.png", overwrite=True)))
             if ref is not None:
@@ -113,7 +119,7 @@ def _image_grids(run_dir: Path, fig_dir: Path) -> list[tuple[str, Path]]:
                 diffs = {f"{m} − {ref_name}": shown[m] - ref for m in order if m not in ("reference", "truth")}
                 lim = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
                 fig = image_grid(diffs, vmin=-lim, vmax=lim, cmap="RdBu_r", ncols=min(5, len(diffs)),
-                                 suptitle=f"case {case}: difference from {what}")
+                                 suptitle=f"case {case}: difference from {what}", layout=layout)
                 out.append((f"case {case}: difference images (method − {what})", save_png(
                     fig, fig_dir / f"difference_{case}.png", overwrite=True)))
     return out
@@ -315,7 +321,7 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
                              "95% bootstrap CI of the difference", "n", "p", "test"], trow))
     parts.append("<h2>Mean over cases, every method</h2>")
     parts.append(_means_table(df))
-    sections = [("Images", _image_grids(run_dir, fig_dir)),
+    sections = [("Images", _image_grids(run_dir, fig_dir, summary)),
                 ("Per-case metrics", _boxplots(df, fig_dir, summary.get("baseline_method") or "input",
                                                summary.get("box_metrics") or ("psnr", "ssim"))),
                 ("Agreement with full dose", _bland_altman(df, summary, fig_dir)),

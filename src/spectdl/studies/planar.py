@@ -360,14 +360,18 @@ def add_fast_scans(cases, scans: Mapping[str, torch.Tensor], levels: Mapping[flo
 
 def scored_sets(cases, predictions: Mapping[str, Mapping[str, Mapping[str, torch.Tensor]]], *,
                 datasets: Sequence[str], speeds: Sequence[float], levels: Mapping[float, str]) -> dict[str, dict]:
-    """``{"<dataset>/<v>": {"reference", "input", <method>..., "measured": {case: [1, V, H, W]}}}``:
-    the 1x scan, the fast scan × v, every method's prediction and the fast scan's counts."""
+    """``{"<dataset>/<v>": {"reference", "input", <method>..., "measured", ["truth"]: {case: [1, V, H, W]}}}``:
+    the 1x scan, the fast scan × v, every method's prediction, the fast scan's counts and, for the
+    thinned scans, their noise-free 1x mean."""
     out = {}
     for d in datasets:
         for v in speeds:
             key = f"{d}/{v:g}"
             shape = {c: (1, *cases.get(c, "full").shape[-3:]) for c in cases.ids}
-            out[key] = {"reference": {c: cases.get(c, "full").reshape(shape[c]) for c in cases.ids},
+            # The thinned scans' true mean is the noise-free 1x ÷ v (the deviance's ideal); the real-like
+            # scans' is not kept (their motion and kinetics are drawn inside real_like_scans).
+            truth = {"truth": {c: cases.get(c, "expected").reshape(shape[c]) for c in cases.ids}} if d == "thinned" else {}
+            out[key] = {"reference": {c: cases.get(c, "full").reshape(shape[c]) for c in cases.ids}, **truth,
                         "input": cases.by_case(f"{d}_{v:g}"), "measured": cases.by_case(f"{d}_{v:g}_counts"),
                         **{m: {c: p.reshape(shape[c]) for c, p in predictions[key][m].items()} for m in predictions[key]}}
     return out
@@ -431,11 +435,12 @@ def wbs_rows(scored: Mapping[str, Mapping[str, Mapping[str, torch.Tensor]]], cas
              lesion_dilate_px: int, cho_patch: int, cho_channels: int, normal_sites: int,
              site_distance_px: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every metric of the whole-body study, per test set ``"<dataset>/<v>"`` of :func:`scored_sets`
-    (rows carry ``dataset`` and ``speed``): LPIPS and FID (:func:`perceptual_rows`), the hottest
+    (rows carry ``dataset`` and ``speed``): LPIPS and FID (:func:`perceptual_rows`), the total counts
+    against the 1x scan's (``count_error_percent``), the hottest
     lesion's count (:func:`lesion_count_rows`) with its agreement (``count_pearson``, Bland–Altman),
     the Poisson deviance of the fast scan under each prediction ÷ v (``deviance_fast_scan``), the
     observer's diagnosis (:func:`observer_diagnosis`) and McNemar tests between methods."""
-    from spectdl.studies.stages import projection_deviance_rows
+    from spectdl.studies.stages import count_rows, projection_deviance_rows
 
     refs = {c: side_by_side(cases.get(c, "full")) for c in cases.ids}
     bodies = _masks(cases, "labels", lambda m: m > 0)
@@ -455,9 +460,10 @@ def wbs_rows(scored: Mapping[str, Mapping[str, Mapping[str, torch.Tensor]]], cas
         images = {m: {c: side_by_side(x) for c, x in sets[m].items()} for m in methods}
         rows += perceptual_rows(images, refs, bodies, lpips_network=nets["lpips"], fid_extractor=nets["fid"],
                                 percentile=window_percentile, patch=fid_patch, stride=fid_stride, **cols)
+        rows += count_rows({m: sets[m] for m in methods}, sets["reference"], **cols)
         lesion = lesion_count_rows(images, refs, hottest, **cols)
         rows += lesion + agreement_rows(lesion, "max_lesion_count", methods, reference="reference", name="count", **cols)
-        for m in [*methods[1:], "reference"]:
+        for m in [*methods[1:], "reference", *(["truth"] if "truth" in sets else [])]:
             rows += projection_deviance_rows(sets[m], sets["measured"], 1.0 / float(v), method=m,
                                              metric="deviance_fast_scan", **cols)
         test = {m: {c: site_patches(img[c], sites[c], cho_patch) for c in cases.ids}
