@@ -335,7 +335,8 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
     set_level = df[df["case"] == "all"]
     if not set_level.empty:
         parts.append("<h2>Set-level figures</h2>")
-        cols = [c for c in ("dataset", "level", "space", "method", "metric", "value", "ci_low", "ci_high")
+        cols = [c for c in ("dataset", "level", "speed", "space", "method", "versus", "metric", "value", "ci_low",
+                            "ci_high")
                 if c in set_level.columns]
         parts.append(_table(cols, [[_fmt(v) for v in row] for row in set_level[cols].itertuples(index=False)]))
     stages = env.get("stages") or {}
