@@ -150,3 +150,26 @@ def test_bad_configuration_and_input():
     with pytest.raises(InputError, match="attention input"):
         DynConv3d(2, 2)(torch.rand(1, 2, 5, 5, 5), attention_input=torch.rand(1, 3, 5, 5, 5))
     assert math.prod(DynConv3d(1, 1, kernel_size=(3, 3, 1)).kernel_size) == 9
+
+
+def test_dynunet_starts_xavier_uniform_with_zero_biases():
+    import math
+
+    from torch import nn
+
+    from spectdl.models.dynconv import DynConv3d
+
+    net = DynUNet3d(2, 1, mode="dc-dynamic")
+    seen = 0
+    for m in net.modules():
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear, DynConv3d)):
+            w = m.weight.detach()
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            assert float(w.abs().max()) <= bound + 1e-7
+            if w.numel() > 5000:  # a uniform on ±b has SD b/√3
+                assert float(w.std()) == pytest.approx(bound / math.sqrt(3), rel=0.05)
+            if m.bias is not None:
+                assert bool((m.bias == 0).all())
+            seen += 1
+    assert seen > 30

@@ -261,7 +261,8 @@ class DynUNet3d(nn.Module):
     ``"dc-dynamic"``: the attention of block ``l`` reads ``r_l = ½(x_{l-1} + resize(r_{l-1}))``, a
     running combination of all earlier blocks' inputs (weights ½, ¼, ...), trilinearly resized to
     ``x_{l-1}``; ``r`` restarts when the channel count changes (the image input of block 1).
-    DC-dynamic has exactly the parameters of dynamic.
+    DC-dynamic has exactly the parameters of dynamic. Weights are Xavier-uniform and biases 0, as in
+    the paper (:meth:`reset_parameters`).
 
     Args:
         in_channels: 1 (SPECT) or 2 (SPECT and CT).
@@ -306,6 +307,17 @@ class DynUNet3d(nn.Module):
         )
         self.up = nn.ModuleList([_Block(mode, True, features, features, k, dense_layers) for _ in range(4)])
         self.head = nn.Conv3d(features, out_channels, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The paper's initialisation: every convolution, transposed convolution and linear layer
+        (the attentions' too) Xavier-uniform, ``U(±sqrt(6 / (fan_in + fan_out)))``, biases 0."""
+        for m in self.modules():
+            weight = getattr(m, "weight", None)
+            if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear, DynConv3d)) and weight is not None:
+                nn.init.xavier_uniform_(weight)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, 3, type(self).__name__, min_size=1)
