@@ -13,6 +13,7 @@ Layout (every key optional; defaults shown)::
     collimator: LEHR              # LEHR | LEGP | MEGP | null (ideal line integrals)
     resolution: null              # {fwhm_mm: 7.6, distance_mm: 100}: the collimator matched to a system FWHM
     planar_distance_mm: null      # planar phantoms: [anterior, posterior] collimator-to-midplane distances (mm)
+    fov: null                     # {shape: [70, 70, 50]}: the reconstruction's field, centred in the grid
     attenuation: true             # use the phantom's mu map in the projector
     counts: {total: 5.0e+5, levels: {full: 1.0}}   # or activity: {injected_mbq: 800, ...} instead of total
     recon: null                   # {iterations: 4, subsets: 10}: OSEM of every count level
@@ -34,6 +35,12 @@ water attenuation applies). With ``planar_distance_mm: [a, p]`` and a ``collimat
 blurred by the collimator's system response at that distance from the collimator face to the body's
 mid-plane (a Gaussian of :meth:`spectdl.geometry.Collimator.fwhm_mm`, area 1, so counts are kept; the
 spread of source depths within the body is not modelled); without it the views are ideal projections.
+
+``fov: {shape: [fx, fy, fz]}`` (3-D phantoms) is a dedicated camera's truncated field: the phantom is
+rendered and projected on the whole ``grid``, then the projections keep the ``fx`` central radial bins
+and ``fz`` central rows (the body outside the field still projects into them) and every stored
+volume is the centred ``fx × fy × fz`` crop; OSEM, :func:`spectdl.data.simulation.simulation_projector`
+and the stored data use the field's grid. ``orbit.radius_mm`` must then be given.
 
 The sections are :class:`spectdl.typed_config.Section` dataclasses: unknown keys and values of the
 wrong type raise :class:`~spectdl.errors.ConfigError` naming the key by its dotted path
@@ -57,6 +64,7 @@ from spectdl.typed_config import Section, load_section
 __all__ = [
     "ActivityConfig",
     "CountsConfig",
+    "FovConfig",
     "GridConfig",
     "OrbitConfig",
     "PHANTOMS",
@@ -101,6 +109,17 @@ class GridConfig(Section):
         if len(self.shape) not in (2, 3) or any(s < 1 for s in self.shape):
             raise ConfigError(f"shape: expected 2 or 3 positive integers, found {list(self.shape)}")
         _finite_positive("voxel_size_mm", self.voxel_size_mm)
+
+
+@dataclass(frozen=True)
+class FovConfig(Section):
+    """The reconstruction's field of view: a centred sub-grid of the simulation grid (same voxels)."""
+
+    shape: tuple[int, ...] = (70, 70, 50)
+
+    def _check(self) -> None:
+        if len(self.shape) != 3 or any(s < 1 for s in self.shape):
+            raise ConfigError(f"shape: expected 3 positive integers, found {list(self.shape)}")
 
 
 @dataclass(frozen=True)
@@ -249,6 +268,7 @@ class SimulationConfig(Section):
     collimator: Optional[Literal["LEHR", "LEGP", "MEGP"]] = "LEHR"
     resolution: Optional[ResolutionConfig] = None
     planar_distance_mm: Optional[tuple[float, float]] = None
+    fov: Optional[FovConfig] = None
     attenuation: bool = True
     counts: CountsConfig = field(default_factory=CountsConfig)
     recon: Optional[ReconConfig] = None
@@ -296,6 +316,8 @@ class SimulationConfig(Section):
             if bad:
                 raise ConfigError(f"planar_distance_mm: {list(self.planar_distance_mm)}; expected two distances >= 0 mm "
                                   "(anterior, posterior)")
+        if self.fov is not None:
+            self._check_fov(kind)
         if kind == "planar" and self.counts.activity is not None:
             raise ConfigError("counts.activity: planar phantoms have no projector to take counts through; use counts.total")
         if kind == "planar" and self.recon is not None:
@@ -323,6 +345,35 @@ class SimulationConfig(Section):
             self.voxel_grid()
         except SpectdlError as exc:
             raise ConfigError(f"grid: {exc}") from None
+
+    def _check_fov(self, kind: str) -> None:
+        f = tuple(self.fov.shape)
+        if kind != "volume" or self.grid is None or len(self.grid.shape) != 3:
+            raise ConfigError("fov: a field of view needs a 3-D phantom on an explicit 3-D grid")
+        g = tuple(self.grid.shape)
+        if g[0] != g[1] or f[0] != f[1]:
+            raise ConfigError(f"fov.shape: {list(f)} in grid {list(g)}; expected square cross-sections (x = y) for both")
+        bad = [a for a in range(3) if f[a] > g[a] or (g[a] - f[a]) % 2]
+        if bad:
+            raise ConfigError(f"fov.shape: {list(f)} does not fit centred in grid {list(g)} along axes {bad}; expected "
+                              "sizes <= the grid's with an even difference")
+        if self.orbit.radius_mm is None:
+            raise ConfigError("orbit.radius_mm: a field of view needs an explicit radius (the default circle is "
+                              "inscribed in the grid, which the field would change)")
+
+    def fov_slices(self) -> Optional[tuple[slice, slice, slice]]:
+        """The field's centred ``(x, y, z)`` slices of the grid, or ``None`` without ``fov``."""
+        if self.fov is None:
+            return None
+        return tuple(slice((g - f) // 2, (g - f) // 2 + f) for g, f in zip(self.grid.shape, self.fov.shape))
+
+    def data_grid(self):
+        """The grid of the stored volumes and of reconstruction: the field's with ``fov``, else the grid."""
+        from spectdl.geometry import VoxelGrid
+
+        if self.fov is None:
+            return self.voxel_grid()
+        return VoxelGrid(tuple(self.fov.shape), self.grid.voxel_size_mm)
 
     def _checked_kwargs(self) -> dict[str, Any]:
         params = inspect.signature(self.phantom_function()).parameters

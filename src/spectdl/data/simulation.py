@@ -144,7 +144,8 @@ def _projector(config: SimulationConfig, grid, device: torch.device):
     proj = _PROJECTORS.get(key)
     if proj is None:
         proj = _new_projector(config, grid, device, cache_attenuation=config.recon is not None)
-        _PROJECTORS.clear()  # one geometry per run; keep only the latest
+        if len(_PROJECTORS) >= 2:  # a run's geometries: the grid's and, with a field of view, the field's
+            _PROJECTORS.clear()
         _PROJECTORS[key] = proj
     return proj
 
@@ -158,6 +159,27 @@ def _new_projector(config: SimulationConfig, grid, device: torch.device, *, cach
     orbit = Orbit.circular(o.n_angles, radius, o.arc_deg, o.start_deg, o.direction)
     coll = config.collimator_model()
     return SpectProjector(grid, orbit, coll, check_input=False, cache_attenuation=cache_attenuation)
+
+
+def crop_to_fov(config: SimulationConfig, phantom):
+    """The phantom's volumes (activity, μ map, labels, CT) cut to the config's field of view, with the
+    field's grid; the phantom itself without ``fov``. Positions in ``info`` are in mm from the grid
+    centre, which the centred crop keeps."""
+    sl = config.fov_slices()
+    if sl is None:
+        return phantom
+    import dataclasses
+
+    changes = {k: getattr(phantom, k)[(..., *sl)] for k in ("activity", "mu_per_cm", "labels", "ct_hu")
+               if getattr(phantom, k, None) is not None}
+    return dataclasses.replace(phantom, grid=config.data_grid(), **changes)
+
+
+def crop_projections(config: SimulationConfig, projections: torch.Tensor) -> torch.Tensor:
+    """Projections ``[B, 1, V, R, Z]`` of the whole grid cut to the field's central radial bins and
+    rows (the bins of a parallel-hole camera that sees only the field); unchanged without ``fov``."""
+    sl = config.fov_slices()
+    return projections if sl is None else projections[..., sl[0], sl[2]]
 
 
 def _render(config: SimulationConfig, count: int, base_seed: int, device: torch.device):
@@ -211,6 +233,16 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
             # Counts per second of the field's activity; the time per view is drawn per sample below.
             mbq = activity_in_field_mbq(ph, act)
             clean = expected_counts(ph.activity, proj, mbq, act.sensitivity_cps_per_mbq, 1.0)
+        # Counts per unit of activity refer to the whole body's activity, cropped or not.
+        activity_sums = ph.activity.to(torch.float64).reshape(count, -1).sum(1)
+        if config.fov is not None:
+            # The whole body projects; the camera keeps the field's bins, and reconstruction has only
+            # the field's voxels and μ map (a truncated reconstruction).
+            clean = crop_projections(config, clean)
+            proj.set_mu_map(None)
+            ph = crop_to_fov(config, ph)
+            proj = _projector(config, ph.grid, device)
+            proj.set_mu_map(ph.mu_per_cm if config.attenuation else None)
         if "activity" in store:
             arrays["activity"] = ph.activity
         if "mu_per_cm" in store:
@@ -256,8 +288,7 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
             ybar = clean[b] * seconds
             total = float(sums[b]) * seconds
             # Counts per unit of phantom activity, as `scale` means in the other mode.
-            scale = float(mbq[b]) * act.sensitivity_cps_per_mbq * seconds / float(
-                ph.activity[b].to(torch.float64).sum())
+            scale = float(mbq[b]) * act.sensitivity_cps_per_mbq * seconds / float(activity_sums[b])
         full = poisson(ybar, g)
         for name, f in levels:
             if name in independent:
@@ -386,7 +417,7 @@ def _sample_shapes(config: SimulationConfig) -> dict[str, tuple[list[int], str]]
         if "lesion_mask" in config.store:
             out["lesion_mask"] = ([1] + image[1:], "uint8")
     else:
-        grid = ph.grid.shape
+        grid = config.data_grid().shape if config.fov is not None else ph.grid.shape
         image = [1] + list(grid)
         proj_shape = [1, config.orbit.n_angles, grid[0]] + ([grid[2]] if len(grid) == 3 else [])
         for key in ("activity", "mu_per_cm", "ct_hu"):
@@ -769,8 +800,9 @@ def _reconstruct_shard(config: SimulationConfig, out_dir: Path, shard: int, sour
 
 
 def _grid_of(config: SimulationConfig):
-    """The config's grid, or the phantom's default grid when the config gives none."""
-    return config.voxel_grid() or _render(config, 1, 0, torch.device("cpu")).grid
+    """The grid of the stored data and of reconstruction (the field's with ``fov``), or the
+    phantom's default grid when the config gives none."""
+    return config.data_grid() or _render(config, 1, 0, torch.device("cpu")).grid
 
 
 def _h5_keys(f) -> list[str]:
@@ -972,7 +1004,7 @@ def sample_phantom(source: str | Path, index: int):
     record = _sample_record(manifest, index)
     cfg = SimulationConfig.from_dict(manifest["config"])
     with torch.no_grad():
-        return _render(cfg, 1, int(record["phantom_seed"]), torch.device("cpu"))
+        return crop_to_fov(cfg, _render(cfg, 1, int(record["phantom_seed"]), torch.device("cpu")))
 
 
 def simulation_projector(source: str | Path, mu_per_cm: torch.Tensor | None = None, device: str = "cpu"):

@@ -97,6 +97,8 @@ def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *
     m = load_manifest_json(manifest)
     records = m["samples"]
     grid = m["config"].get("grid")
+    if m["config"].get("fov"):  # the stored volumes' grid is the field of view's
+        grid = {**grid, "shape": m["config"]["fov"]["shape"]}
     ids, volumes, info = [], {}, {}
     for i in range(len(ds)):
         s = ds[i]
