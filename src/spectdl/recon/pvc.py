@@ -29,7 +29,7 @@ from spectdl.errors import InputError
 from spectdl.physics import SpectProjector
 from spectdl.recon.osem import osem
 
-__all__ = ["iterative_yang", "template_means"]
+__all__ = ["iterative_yang", "misregister_templates", "template_means"]
 
 
 def _check_templates(templates: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -103,3 +103,35 @@ def iterative_yang(image: torch.Tensor, templates: torch.Tensor, projector: Spec
         factor = torch.where(ok, model / model_recon.clamp_min(torch.finfo(image.dtype).tiny), torch.ones_like(model))
         current = image * factor
     return current, {"means": torch.stack(history)}
+
+
+def misregister_templates(templates: torch.Tensor, *, shift_vox=None, dilate: dict[int, int] | None = None) -> torch.Tensor:
+    """Templates ``[B, 1, *grid]`` moved off the emission image, for the misregistration experiment.
+
+    ``shift_vox``: whole voxels per spatial axis (e.g. ``(1, 0, 0)``); the labels move by that much
+    (``out[p] = templates[p − shift]``) and the edge labels fill the vacated voxels. ``dilate``:
+    ``{label: n}`` grows that template by ``n`` voxels (a cube of side ``2n + 1``) over its
+    neighbours. Shift first, then dilate. Returns int64 labels of the same shape.
+    """
+    import torch.nn.functional as F
+
+    lab = _check_templates(templates, templates.to(torch.float32))
+    nd = lab.dim() - 2
+    out = lab
+    if shift_vox is not None:
+        shift = [int(v) for v in shift_vox]
+        if len(shift) != nd or any(int(v) != v for v in shift_vox):
+            raise InputError(f"shift_vox: {shift_vox!r}; expected {nd} whole voxel counts")
+        idx = []
+        for axis, (n, d) in enumerate(zip(lab.shape[2:], shift)):
+            idx.append((torch.arange(n, device=lab.device) - d).clamp(0, n - 1))
+        out = out[(slice(None), slice(None), *torch.meshgrid(*idx, indexing="ij"))]
+    for label, n in (dilate or {}).items():
+        if isinstance(n, bool) or int(n) != n or n < 0:
+            raise InputError(f"dilate[{label}]: expected a whole number of voxels >= 0, found {n!r}")
+        if n == 0:
+            continue
+        pool = F.max_pool3d if nd == 3 else F.max_pool2d
+        grown = pool((out == int(label)).to(torch.float32), 2 * int(n) + 1, stride=1, padding=int(n)) > 0
+        out = torch.where(grown, torch.full_like(out, int(label)), out)
+    return out
