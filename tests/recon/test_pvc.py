@@ -12,13 +12,13 @@ GRID = VoxelGrid((64, 64), 4.0)
 ACT = torch.tensor([0.0, 0.18, 1.0, 0.05, 0.35], dtype=torch.float64)
 
 
-def _labels():
+def _labels(dx=0.0):
     x = (torch.arange(64, dtype=torch.float64) - 31.5) * 4.0
     X, Y = torch.meshgrid(x, x, indexing="ij")
     lab = torch.zeros(64, 64, dtype=torch.long)
     lab[(X / 110) ** 2 + (Y / 90) ** 2 <= 1] = 3
     lab[(((X + 50) / 35) ** 2 + ((Y + 30) / 30) ** 2 <= 1) & (lab == 3)] = 4
-    r = torch.sqrt((X - 25) ** 2 + (Y - 10) ** 2)
+    r = torch.sqrt((X - 25 - dx) ** 2 + (Y - 10) ** 2)
     lab[r <= 27] = 1  # myocardium: a ring 10 mm thick (2.5 voxels) round the blood pool
     lab[r <= 17] = 2
     return lab[None, None]
