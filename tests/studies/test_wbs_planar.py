@@ -34,9 +34,13 @@ def test_every_scale_resolves_to_the_issue_setup(scale):
     assert t.checkpoint.metadata["normalization"] == {"inputs": [20.0], "output": 0, "output_min": 0.0}
 
 
-def test_the_perceptual_loss_takes_local_weights_or_the_fallback():
-    cfg = resolve_config(wbs.WbsConfig, YAML, scale="smoke", overrides=["perceptual.weights=/w/vgg19.pth"])
-    assert cfg.train_config("rrdb_simu", 2.0, "f.safetensors").loss["vgg_weights_path"] == "/w/vgg19.pth"
+def test_the_perceptual_loss_takes_local_weights_or_the_fallback(tmp_path):
+    weights = tmp_path / "vgg19.pth"
+    weights.write_bytes(b"")
+    cfg = resolve_config(wbs.WbsConfig, YAML, scale="smoke", overrides=[f"perceptual.weights={weights}"])
+    assert cfg.train_config("rrdb_simu", 2.0, "f.safetensors").loss["vgg_weights_path"] == str(weights)
+    with pytest.raises(ConfigError, match=r"lpips.lin_weights: /nowhere/alex.pth is not a file"):
+        resolve_config(wbs.WbsConfig, YAML, overrides=["lpips.lin_weights=/nowhere/alex.pth"])
     cfg = resolve_config(wbs.WbsConfig, YAML, scale="smoke")
     loss = cfg.train_config("rrdb_simu", 2.0, "f.safetensors").loss
     assert loss["planar_features_path"] == "f.safetensors" and loss["study"] == "planar"

@@ -164,6 +164,12 @@ class WbsConfig(StudyConfig):
             raise ConfigError(f"sim.counts.levels: expected full: 1.0, found {dict(levels)}")
         if sorted(self.scan.order) != sorted(self.speeds):
             raise ConfigError(f"scan.order: {list(self.scan.order)}; expected the speeds {list(self.speeds)} in scan order")
+        for key, sec in (("perceptual", self.perceptual), ("lpips", self.lpips), ("fid", self.fid)):
+            for name in ("weights", "lin_weights"):
+                path = getattr(sec, name)
+                if path and not Path(path).is_file():
+                    raise ConfigError(f"{key}.{name}: {path} is not a file; expected a local weights file "
+                                      "(nothing is downloaded), or null for spectdl's fallback features")
         if not self.count_scale > 0:
             raise ConfigError(f"count_scale: expected counts > 0, found {self.count_scale!r}")
         for v in self.speeds:
@@ -425,8 +431,11 @@ def run(run, cfg: WbsConfig) -> None:
     ckpts = run.stage("train", _train, cfg, sims["wbs"], real_like, features)
     cases = _cases(cfg, sims, real_like)
     preds = run.stage("predict", _predict, cfg, ckpts, cases)
-    real = (run.stage("real_scan", _real_scan, cfg, ckpts) if cfg.real_scan and Path(cfg.real_scan).is_file()
-            else run.skip("real_scan", f"{cfg.real_scan} is not there (../shared/data is absent)") and None)
+    real = None
+    if cfg.real_scan and Path(cfg.real_scan).is_file():
+        real = run.stage("real_scan", _real_scan, cfg, ckpts)
+    else:
+        run.skip("real_scan", f"{cfg.real_scan} is not there (../shared/data is absent)")
     rows, extra = run.stage("evaluate", _evaluate, cfg, sims, features, ckpts, preds, real, cases, real_like)
     write_results(run.dir, rows, study="wbs-planar", paper=PAPER, claims=CLAIMS, extra=extra)
 
