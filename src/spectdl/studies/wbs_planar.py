@@ -360,14 +360,15 @@ def _notes(cfg: WbsConfig, features, cases, rows, real, real_like) -> list[str]:
     import numpy as np
 
     s = cfg.sim
-    totals = [float(cases.get(c, "full").double().sum()) / 2 for c in cases.ids]
+    totals = [float(v) for c in cases.ids for v in cases.get(c, "full").double().sum((-2, -1)).reshape(-1)]
     diag = [int(cases.info[c]["params"].get("malignant", 0)) for c in cases.ids]
     fallback = [k for k, v in features["used"].items() if v.startswith("fallback")]
     notes = [
         f"Data: {s.n_samples} whole-body phantoms ({len(cases.ids)} test cases, {sum(diag)} malignant), "
         f"{s.grid.shape[0] if s.grid else 1024}×{s.grid.shape[1] if s.grid else 256} at {cfg.pixel_mm():g} mm, "
         f"anterior and posterior views with water attenuation and the {s.collimator} response at "
-        f"{list(s.planar_distance_mm or [])} mm; 1x counts per view {np.min(totals) / 1e6:.2f}–{np.max(totals) / 1e6:.2f} M "
+        f"{list(s.planar_distance_mm or [])} mm; 1x counts per view (test cases) {np.min(totals) / 1e6:.2f}–"
+        f"{np.max(totals) / 1e6:.2f} M "
         "(guideline: at least 1.5 M).",
         "Features: " + "; ".join(f"{k}: {v}" for k, v in features["used"].items()) + "." + (
             f" The {', '.join(fallback)} values use spectdl's fallback features, so they are NOT comparable with the "
