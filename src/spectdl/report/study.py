@@ -68,7 +68,7 @@ def _boxplots(df, fig_dir: Path, baseline: str = "input", metrics=("psnr", "ssim
     method tested against ``baseline`` (the study's, default ``input``) with a paired Wilcoxon test."""
     out = []
     cases = df[df["case"] != "all"]
-    group_cols = [c for c in ("dataset", "level", "space", "region", "convention") if c in cases.columns]
+    group_cols = [c for c in ("dataset", "level", "speed", "space", "region", "convention") if c in cases.columns]
     cases = cases.copy()
     for c in group_cols:
         cases[c] = cases[c].fillna("")  # groupby drops NaN keys: metrics without a convention still plot
@@ -130,7 +130,7 @@ def _means_table(df) -> str:
     region, convention) and metric, one column per method: the paper's tables, ablations included, at
     a glance. Rows scored under different conventions never share a mean."""
     cases = df[df["case"] != "all"]
-    group_cols = [c for c in ("dataset", "level", "space", "region", "convention", "data") if c in cases.columns]
+    group_cols = [c for c in ("dataset", "level", "speed", "space", "region", "convention", "data") if c in cases.columns]
     methods = list(dict.fromkeys(["truth", "reference", "input", *sorted(cases["method"].unique())]))
     methods = [m for m in methods if m in set(cases["method"])]
     rows = []
