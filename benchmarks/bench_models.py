@@ -5,13 +5,22 @@ Usage::
     python benchmarks/bench_models.py                 # CPU, float32
     python benchmarks/bench_models.py --device cuda   # GPU, bf16 autocast and channels_last
     python benchmarks/bench_models.py --quick         # a smoke run: small inputs, one repetition
+    python benchmarks/bench_models.py --cpu-paths     # DynUNet3d per CPU path (float32, channels_last_3d, bf16)
 
 For each model it prints the forward time per sample (eval mode, no autograd), the forward+backward
 time per sample (train mode, loss = mean of the output) and the peak memory of each: on CPU the
 growth of the process's maximum resident set size (``resource.getrusage``) over the resident size
 after building the model and its input; on GPU ``torch.cuda.max_memory_allocated`` over the memory
-allocated before the pass. Each model runs in its own subprocess, so the peaks do not mix. The last
-column is the forward+backward time relative to the plain U-Net of the same run.
+allocated before the pass. Each model runs in its own subprocess, so the peaks do not mix. GFLOP/s is
+the forward+backward pass's floating-point operations (counted once, outside the timed loop, by
+``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products) over its median time.
+The last column is the forward+backward time relative to the plain U-Net of the same run.
+
+``--cpu-paths`` times one training step of the cardiac-PVC networks (DynUNet3d static, dynamic and
+DC-dynamic, 2 → 1 channels, ``--shape`` and ``--batch``) on the CPU paths that can raise the achieved
+GFLOP/s: float32 (torch's default oneDNN convolutions), ``channels_last_3d`` memory format, bf16
+autocast, and both; with the step time relative to static float32 in the same run and the best path
+of each variant.
 
 Input sizes: those stated by the studies (pix2pix 64×64 projections, RRDBNet 192×192 patches,
 SPECTnet 128×128, DC-Dy U-Net 70×70×50); the studies of U²-Net and of the EDSR/RCAN/U-Net baselines
@@ -44,6 +53,9 @@ MODELS: dict[str, tuple[str, dict, tuple[int, ...], tuple[int, ...]]] = {
     "SPECTnet": ("spectnet", dict(in_channels=2, out_channels=1), (2, 128, 128), (2, 128, 128)),
     "DynUNet3d static": (
         "dynunet3d", dict(in_channels=2, out_channels=1, mode="static"), (2, 70, 70, 50), (2, 14, 14, 6)
+    ),
+    "DynUNet3d dynamic": (
+        "dynunet3d", dict(in_channels=2, out_channels=1, mode="dynamic"), (2, 70, 70, 50), (2, 14, 14, 6)
     ),
     "DynUNet3d DC-Dy": (
         "dynunet3d", dict(in_channels=2, out_channels=1, mode="dc-dynamic"), (2, 70, 70, 50), (2, 14, 14, 6)
@@ -123,7 +135,71 @@ def run_one(label: str, kind: str, device: str, batch: int, quick: bool, warmup:
         return (time.perf_counter() - t0) / reps / batch, peak
 
     seconds, peak = measure(forward if kind == "fwd" else forward_backward, train=kind == "fb")
-    return dict(label=label, params=count_parameters(model), shape=list(shape), ms=1e3 * seconds, mb=peak)
+    flops = None
+    if kind == "fb":
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            forward_backward()
+        flops = counter.get_total_flops() / batch
+    return dict(label=label, params=count_parameters(model), shape=list(shape), ms=1e3 * seconds, mb=peak,
+                gflop=None if flops is None else flops / 1e9)
+
+
+PATHS = ("float32", "channels_last_3d", "bf16 autocast", "bf16 autocast + channels_last_3d")
+
+
+def cpu_path_step(mode: str, path: str, shape, batch: int, reps: int) -> tuple[float, float]:
+    """Median seconds of one DynUNet3d training step (forward, loss = mean output, backward) on a CPU
+    path, and its FLOPs."""
+    import statistics
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from spectdl.models import build
+
+    model = build("dynunet3d", in_channels=2, out_channels=1, mode=mode)
+    x = torch.rand(batch, 2, *shape, generator=torch.Generator().manual_seed(0))
+    if "channels_last_3d" in path:
+        model = model.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    model.train()
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=path.startswith("bf16")):
+            out = model(x)
+        out.float().mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), counter.get_total_flops()
+
+
+def cpu_paths(shape, batch: int, reps: int) -> None:
+    import torch
+
+    print(f"DynUNet3d, 2 -> 1 channels, input {batch} x 2 x {'x'.join(map(str, shape))}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; one training step (fwd + bwd), median of {reps} after one warm-up")
+    print("| variant | CPU path | step s | GFLOP per step | GFLOP/s | × static float32 |")
+    print("|---|---|---:|---:|---:|---:|")
+    base, best = None, {}
+    for mode in ("static", "dynamic", "dc-dynamic"):
+        for path in PATHS:
+            t, flops = cpu_path_step(mode, path, shape, batch, reps)
+            base = base or t
+            if mode not in best or t < best[mode][1]:
+                best[mode] = (path, t)
+            print(f"| {mode} | {path} | {t:.2f} | {flops / 1e9:.1f} | {flops / 1e9 / t:.1f} | {t / base:.2f} |",
+                  flush=True)
+    print("best: " + "; ".join(f"{m}: {p} ({t / base:.2f} × static float32)" for m, (p, t) in best.items()))
+    print(f"peak memory {_rss_mb():.0f} MB")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,12 +209,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=2, help="samples per pass (2 so BatchNorm trains)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, quick 1)")
     parser.add_argument("--only", nargs="*", default=None, help="labels to run (default: all)")
+    parser.add_argument("--cpu-paths", action="store_true", help="DynUNet3d per CPU path (see the module docstring)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[40, 40, 24], help="--cpu-paths input (X Y Z)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="fwd", choices=["fwd", "fb"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     warmup = 1 if args.quick else 2
 
+    if args.cpu_paths:
+        cpu_paths(args.shape, args.batch, args.reps or 2)
+        return
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.kind, args.device, args.batch, args.quick, warmup, reps)))
         return
@@ -153,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{', QUICK (small inputs)' if args.quick else ''}; times per sample, memory = {mem}")
     header = (
         f"{'model':<20} {'params':>11} {'input':>16} {'fwd ms':>9} {'fwd MB':>8} "
-        f"{'fwd+bwd ms':>11} {'f+b MB':>8} {'x UNet':>7}"
+        f"{'fwd+bwd ms':>11} {'f+b MB':>8} {'GFLOP/s':>8} {'x UNet':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -177,8 +258,9 @@ def main(argv: list[str] | None = None) -> None:
             baseline = fb["ms"]
         ratio = f"{fb['ms'] / baseline:7.1f}" if baseline else f"{'-':>7}"
         shape = "×".join(str(s) for s in f["shape"])
+        rate = fb["gflop"] / (fb["ms"] / 1e3)
         print(f"{label:<20} {f['params']:>11,} {shape:>16} {f['ms']:>9.1f} {f['mb']:>8.0f} "
-              f"{fb['ms']:>11.1f} {fb['mb']:>8.0f} {ratio}")
+              f"{fb['ms']:>11.1f} {fb['mb']:>8.0f} {rate:>8.1f} {ratio}")
 
 if __name__ == "__main__":
     main()
