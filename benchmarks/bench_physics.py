@@ -165,6 +165,17 @@ def main() -> None:
     for prob, step, t, base in rows:
         ratio = "" if base is None or math.isnan(t) else f"{base / t:.1f}"
         print(f"{prob:<28} {step:<52} {t:>10.3f} {ratio:>24}")
+    print(peak_memory(device))
+
+
+def peak_memory(device: torch.device) -> str:
+    """The run's peak memory: this process's maximum resident set (and, on CUDA, the peak allocated)."""
+    import resource
+
+    text = f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB resident"
+    if device.type == "cuda":
+        text += f", {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB CUDA allocated"
+    return text
 
 
 if __name__ == "__main__":

@@ -124,6 +124,11 @@ def main() -> None:
             print(f"{bs:>5} {workers:>7} {seconds:>7.1f} {args.samples / seconds:>9.1f} {base / seconds:>5.2f}× "
                   f"{startup:>10.1f} {est_wall / 60:>7.1f} min {1000 * cpu_per:>13.1f} {est_idle / 60:>7.1f} min "
                   f"{disk:>6.1f} GiB")
+    import resource
+
+    # Workers are child processes: the largest of them, beside this process (the one-worker runs).
+    print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB resident in this "
+          f"process, {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB in the largest worker")
 
 
 if __name__ == "__main__":

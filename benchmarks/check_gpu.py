@@ -44,6 +44,7 @@ def main() -> int:
     rel = float((r_cpu - r_gpu).norm() / r_cpu.norm())
     print(f"OSEM 2x6 CPU vs CUDA: relative difference {rel:.2e}")
     ok &= rel < 1e-4
+    print(f"peak CUDA memory allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     print("all GPU checks passed" if ok else "GPU CHECK FAILED")
     return 0 if ok else 1
 
