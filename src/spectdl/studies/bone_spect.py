@@ -23,7 +23,7 @@ from typing import Any, Optional
 from spectdl.data.config import ReconConfig, SimulationConfig
 from spectdl.errors import ConfigError
 from spectdl.studies import stages
-from spectdl.studies.config import StudyConfig, deep_merge
+from spectdl.studies.config import StudyConfig, deep_merge, train_config
 from spectdl.studies.registry import register_study
 from spectdl.studies.results import Claim, PaperValue, write_results
 from spectdl.typed_config import Section
@@ -111,12 +111,7 @@ class BoneSpectConfig(StudyConfig):
 
     def _check(self) -> None:
         super()._check()
-        from spectdl.training import TrainConfig
-
-        try:
-            TrainConfig.from_dict(self.train)
-        except ConfigError as exc:
-            raise ConfigError(f"train.{exc}") from None
+        train_config(self.train)
         if "u2net" not in self.methods:
             raise ConfigError(f"methods: expected the method 'u2net' among {sorted(self.methods)}")
         for name, m in self.methods.items():

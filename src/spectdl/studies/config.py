@@ -68,6 +68,17 @@ class StudyConfig(Section):
             raise ConfigError(f"device: {self.device!r} is not a device; expected cpu, cuda or cuda:N") from None
 
 
+def train_config(raw: Mapping[str, Any], where: str = "train"):
+    """A :class:`spectdl.training.TrainConfig` from a study's training section, its errors named
+    from the study's root (``train.optim.lr: …``)."""
+    from spectdl.training import TrainConfig
+
+    try:
+        return TrainConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+
+
 def study_config_file(name: str) -> Path:
     """The shipped YAML of study ``name``."""
     return Path(str(resources.files("spectdl") / "configs" / "studies" / f"{name}.yaml"))

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from spectdl.data.config import SimulationConfig
 from spectdl.errors import ConfigError
 from spectdl.studies import stages
-from spectdl.studies.config import StudyConfig, deep_merge
+from spectdl.studies.config import StudyConfig, deep_merge, train_config
 from spectdl.studies.registry import register_study
 from spectdl.studies.results import Claim, PaperValue, write_results
 from spectdl.typed_config import Section
@@ -186,14 +186,9 @@ class MpiConfig(StudyConfig):
                                             seed=self.sim.seed + 1000)}
 
     def train_config(self, level: str):
-        from spectdl.training import TrainConfig
-
         meta = {"checkpoint": {"metadata": {"normalization": self.normalization(), "inference": {"slice_axis": 0},
                                             "dose_fraction": self.fraction(level)}}, "seed": self.seed}
-        try:
-            return TrainConfig.from_dict(deep_merge(self.train, meta))
-        except ConfigError as exc:
-            raise ConfigError(f"train.{exc}") from None
+        return train_config(deep_merge(self.train, meta))
 
 
 def _datasets(cfg: MpiConfig, manifest: str):

@@ -28,7 +28,7 @@ from typing import Any, Literal, Optional
 from spectdl.data.config import SimulationConfig
 from spectdl.errors import ConfigError
 from spectdl.studies import baselines, stages
-from spectdl.studies.config import StudyConfig, deep_merge
+from spectdl.studies.config import StudyConfig, deep_merge, train_config
 from spectdl.studies.registry import register_study
 from spectdl.studies.results import Claim, PaperValue, write_results
 from spectdl.typed_config import Section
@@ -193,7 +193,6 @@ class SpectnetConfig(StudyConfig):
         """The :class:`~spectdl.training.TrainConfig` of ``"autoencoder"`` (stage 1), ``"spectnet"``
         (stages 2–3, from the autoencoder checkpoint ``init_from``) or ``"end_to_end"`` (the same
         SPECTnet, supervised from scratch for the epochs of all three stages together)."""
-        from spectdl.training import TrainConfig
         from spectdl.training.config import TwoStageConfig
         from spectdl.training.networks import spectnet_kwargs
 
@@ -213,10 +212,7 @@ class SpectnetConfig(StudyConfig):
             raw = deep_merge(raw, self.end_to_end)
         else:
             raise ConfigError(f"kind: {kind!r}; expected 'autoencoder', 'spectnet' or 'end_to_end'")
-        try:
-            return TrainConfig.from_dict(raw)
-        except ConfigError as exc:
-            raise ConfigError(f"{'end_to_end' if kind == 'end_to_end' else 'train'}.{exc}") from None
+        return train_config(raw, "end_to_end" if kind == "end_to_end" else "train")
 
 
 def _datasets(cfg: SpectnetConfig, manifest: str):

@@ -28,7 +28,7 @@ from typing import Any, Optional
 from spectdl.data.config import SimulationConfig
 from spectdl.errors import ConfigError
 from spectdl.studies import planar, stages
-from spectdl.studies.config import StudyConfig, deep_merge
+from spectdl.studies.config import StudyConfig, deep_merge, train_config
 from spectdl.studies.registry import register_study
 from spectdl.studies.results import Claim, PaperValue, write_results
 from spectdl.typed_config import Section
@@ -189,17 +189,12 @@ class WbsConfig(StudyConfig):
         return float(self.sim.voxel_grid().voxel_size_mm[0]) if self.sim.grid is not None else 2.26
 
     def train_config(self, method: str, speed: float, features: Optional[str]):
-        from spectdl.training import TrainConfig
-
         loss = {"vgg_weights_path": self.perceptual.weights} if self.perceptual.weights else \
             {"planar_features_path": features}
         meta = {"loss": loss, "seed": self.seed,
                 "checkpoint": {"metadata": {"normalization": self.normalization(), "inference": {"slice_axis": 0},
                                             "speed": float(speed), "training_pairs": method.split("_")[1]}}}
-        try:
-            return TrainConfig.from_dict(deep_merge(self.train, meta))
-        except ConfigError as exc:
-            raise ConfigError(f"train.{exc}") from None
+        return train_config(deep_merge(self.train, meta))
 
 
 def _real_like(folder: Path, cfg: WbsConfig, manifest: str) -> dict[str, Any]:
