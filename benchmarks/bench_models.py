@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_models.py                 # CPU, float32
     python benchmarks/bench_models.py --device cuda   # GPU, bf16 autocast and channels_last
     python benchmarks/bench_models.py --quick         # a smoke run: small inputs, one repetition
-    python benchmarks/bench_models.py --cpu-paths     # DynUNet3d per CPU path (float32, channels_last_3d, bf16)
+    python benchmarks/bench_models.py --cpu-paths     # DynUNet3d on each CPU path (channels_last_3d, bf16)
 
 For each model it prints the forward time per sample (eval mode, no autograd), the forward+backward
 time per sample (train mode, loss = mean of the output) and the peak memory of each: on CPU the
@@ -16,11 +16,15 @@ the forward+backward pass's floating-point operations (counted once, outside the
 ``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products) over its median time.
 The last column is the forward+backward time relative to the plain U-Net of the same run.
 
-``--cpu-paths`` times one training step of the cardiac-PVC networks (DynUNet3d static, dynamic and
-DC-dynamic, 2 → 1 channels, ``--shape`` and ``--batch``) on the CPU paths that can raise the achieved
-GFLOP/s: float32 (torch's default oneDNN convolutions), ``channels_last_3d`` memory format, bf16
-autocast, and both; with the step time relative to static float32 in the same run and the best path
-of each variant.
+``--cpu-paths`` times one training step (forward, loss = mean output in float32, backward) of the
+cardiac-PVC networks, DynUNet3d static, dynamic and DC-dynamic (2 → 1 channels, input ``--batch`` ×
+2 × ``--shape``, default 2 × 2 × 40×40×24 so that the run stays short on two cores), on the CPU paths
+that can raise the achieved GFLOP/s: float32 (torch's default oneDNN convolutions), model and input
+in ``torch.channels_last_3d`` memory format, ``torch.autocast("cpu", dtype=torch.bfloat16)`` around
+the forward, and both. Each variant and path runs in its own subprocess; it prints the median time
+per sample (ms) after one untimed step, the GFLOP per sample, GFLOP/s, the time relative to static
+float32 in the same run, the max-RSS growth (MB), the best path of each variant, and DC-dynamic's
+time over static's.
 
 Input sizes: those stated by the studies (pix2pix 64×64 projections, RRDBNet 192×192 patches,
 SPECTnet 128×128, DC-Dy U-Net 70×70×50); the studies of U²-Net and of the EDSR/RCAN/U-Net baselines
@@ -77,7 +81,21 @@ def _current_rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def count_flops(fn) -> int:
+    """Floating-point operations of one call of ``fn`` as ``FlopCounterMode`` counts them
+    (convolutions and matrix products, forward and backward; a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def run_one(label: str, kind: str, device: str, batch: int, quick: bool, warmup: int, reps: int) -> dict:
+    """One model, one kind of pass (``fwd`` or ``fb``): median ms per sample, peak MB of the first
+    pass, and for ``fb`` the GFLOP per sample of a forward+backward pass."""
+    import statistics
+
     import torch
 
     from spectdl.models import build, count_parameters
@@ -127,79 +145,115 @@ def run_one(label: str, kind: str, device: str, batch: int, quick: bool, warmup:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else max(_rss_mb() - base, 0.0)
         for _ in range(warmup):
             fn()
-        sync()
-        t0 = time.perf_counter()
+        times = []
         for _ in range(reps):
+            sync()
+            t0 = time.perf_counter()
             fn()
-        sync()
-        return (time.perf_counter() - t0) / reps / batch, peak
+            sync()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) / batch, peak
 
     seconds, peak = measure(forward if kind == "fwd" else forward_backward, train=kind == "fb")
-    flops = None
-    if kind == "fb":
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter:
-            forward_backward()
-        flops = counter.get_total_flops() / batch
+    # Counted after the timed passes: FlopCounterMode's dispatch overhead must not enter the times.
+    gflop = count_flops(forward_backward) / batch / 1e9 if kind == "fb" else None
     return dict(label=label, params=count_parameters(model), shape=list(shape), ms=1e3 * seconds, mb=peak,
-                gflop=None if flops is None else flops / 1e9)
+                gflop=gflop)
 
 
+# The CPU paths of --cpu-paths; the first is the baseline of its ratios.
 PATHS = ("float32", "channels_last_3d", "bf16 autocast", "bf16 autocast + channels_last_3d")
+DYNUNET_MODES = ("static", "dynamic", "dc-dynamic")
 
 
-def cpu_path_step(mode: str, path: str, shape, batch: int, reps: int) -> tuple[float, float]:
-    """Median seconds of one DynUNet3d training step (forward, loss = mean output, backward) on a CPU
-    path, and its FLOPs."""
-    import statistics
-
+def dynunet_step(mode: str, path: str, shape, batch: int):
+    """A function that runs one DynUNet3d training step (2 → 1 channels, input ``[batch, 2, *shape]``,
+    forward, loss = mean output in float32, backward) on one of ``PATHS``."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from spectdl.models import build
 
-    model = build("dynunet3d", in_channels=2, out_channels=1, mode=mode)
+    if path not in PATHS:
+        raise ValueError(f"unknown CPU path {path!r}; expected one of {PATHS}")
+    model = build("dynunet3d", in_channels=2, out_channels=1, mode=mode).train()
     x = torch.rand(batch, 2, *shape, generator=torch.Generator().manual_seed(0))
     if "channels_last_3d" in path:
         model = model.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    model.train()
+    bf16 = path.startswith("bf16")
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=path.startswith("bf16")):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         out.float().mean().backward()
         model.zero_grad(set_to_none=True)
 
-    with FlopCounterMode(display=False) as counter:
-        step()
+    return step
+
+
+def run_path(mode: str, path: str, shape, batch: int, reps: int) -> dict:
+    """One DynUNet3d variant on one CPU path: median ms per sample of a training step, GFLOP per
+    sample, and MB of max-RSS growth over the resident size after building the model and input."""
+    import statistics
+
+    step = dynunet_step(mode, path, shape, batch)
+    base = _current_rss_mb()
+    # The counted step is also the warm-up (oneDNN builds its primitives on the first call); it is
+    # not timed, since FlopCounterMode slows every op.
+    flops = count_flops(step)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), counter.get_total_flops()
+    return dict(ms=1e3 * statistics.median(times) / batch, gflop=flops / batch / 1e9,
+                mb=max(_rss_mb() - base, 0.0))
+
+
+def _child(args: list[str]) -> dict:
+    """The JSON last line of this script run with ``args`` in a fresh process (so memory peaks do
+    not mix), or ``{"error": ...}``."""
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def cpu_paths(shape, batch: int, reps: int) -> None:
+    """Print the --cpu-paths table (see the module docstring)."""
     import torch
 
-    print(f"DynUNet3d, 2 -> 1 channels, input {batch} x 2 x {'x'.join(map(str, shape))}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; one training step (fwd + bwd), median of {reps} after one warm-up")
-    print("| variant | CPU path | step s | GFLOP per step | GFLOP/s | × static float32 |")
-    print("|---|---|---:|---:|---:|---:|")
-    base, best = None, {}
-    for mode in ("static", "dynamic", "dc-dynamic"):
+    size = "×".join(map(str, shape))
+    print(f"DynUNet3d, 2 -> 1 channels, input {batch} × 2 × {size}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; one training step (fwd + bwd), median of {reps} after one "
+          f"untimed step; times per sample, memory = max-RSS growth")
+    print("| variant | CPU path | ms per sample | GFLOP per sample | GFLOP/s | × static float32 | MB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    base, best, float32 = None, {}, {}
+    for mode in DYNUNET_MODES:
         for path in PATHS:
-            t, flops = cpu_path_step(mode, path, shape, batch, reps)
-            base = base or t
-            if mode not in best or t < best[mode][1]:
-                best[mode] = (path, t)
-            print(f"| {mode} | {path} | {t:.2f} | {flops / 1e9:.1f} | {flops / 1e9 / t:.1f} | {t / base:.2f} |",
-                  flush=True)
-    print("best: " + "; ".join(f"{m}: {p} ({t / base:.2f} × static float32)" for m, (p, t) in best.items()))
-    print(f"peak memory {_rss_mb():.0f} MB")
+            r = _child(["--one-path", mode, path, "--shape", *map(str, shape), "--batch", str(batch),
+                        "--reps", str(reps)])
+            if "error" in r:
+                print(f"| {mode} | {path} | FAILED: {r['error']} | | | | |", flush=True)
+                continue
+            if mode == "static" and path == PATHS[0]:
+                base = r["ms"]
+            if path == PATHS[0]:
+                float32[mode] = r["ms"]
+            if mode not in best or r["ms"] < best[mode][1]:
+                best[mode] = (path, r["ms"])
+            ratio = f"{r['ms'] / base:.2f}" if base else "-"
+            print(f"| {mode} | {path} | {r['ms']:.0f} | {r['gflop']:.1f} | {r['gflop'] / r['ms'] * 1e3:.1f} "
+                  f"| {ratio} | {r['mb']:.0f} |", flush=True)
+    for mode, (path, ms) in best.items():
+        print(f"best for {mode}: {path}" + (f" ({ms / base:.2f} × static float32)" if base else ""))
+    # The issue's goal is DC-dynamic within 1.5× of static; a study would train each on its best path.
+    if "static" in best and "dc-dynamic" in best:
+        print(f"dc-dynamic / static: {best['dc-dynamic'][1] / best['static'][1]:.2f} on each one's best path"
+              + (f", {float32['dc-dynamic'] / float32['static']:.2f} on float32"
+                 if {"static", "dc-dynamic"} <= set(float32) else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,17 +261,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true", help="small inputs, one repetition: a smoke run")
     parser.add_argument("--batch", type=int, default=2, help="samples per pass (2 so BatchNorm trains)")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5, quick 1)")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="timed repetitions (default 5, quick 1, --cpu-paths 2)")
     parser.add_argument("--only", nargs="*", default=None, help="labels to run (default: all)")
-    parser.add_argument("--cpu-paths", action="store_true", help="DynUNet3d per CPU path (see the module docstring)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[40, 40, 24], help="--cpu-paths input (X Y Z)")
+    parser.add_argument("--cpu-paths", action="store_true",
+                        help="DynUNet3d on each CPU path (see the module docstring)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[40, 40, 24],
+                        help="--cpu-paths input X Y Z (default 40 40 24; X, Y >= 9)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="fwd", choices=["fwd", "fb"], help=argparse.SUPPRESS)
+    parser.add_argument("--one-path", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
     warmup = 1 if args.quick else 2
 
+    if args.one_path is not None:
+        print(json.dumps(run_path(*args.one_path, args.shape, args.batch, args.reps or 2)))
+        return
     if args.cpu_paths:
+        if args.device != "cpu":
+            parser.error("--cpu-paths measures the CPU; leave --device at cpu")
         cpu_paths(args.shape, args.batch, args.reps or 2)
         return
     if args.one is not None:
@@ -230,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown labels {unknown}; expected some of {list(MODELS)}")
     mode = "bf16 autocast, channels_last" if args.device.startswith("cuda") else "float32"
     mem = "peak allocated" if args.device.startswith("cuda") else "max-RSS growth"
-    print(f"spectdl.models on {args.device} ({mode}), batch {args.batch}, {reps} reps"
+    print(f"spectdl.models on {args.device} ({mode}), batch {args.batch}, median of {reps} reps"
           f"{', QUICK (small inputs)' if args.quick else ''}; times per sample, memory = {mem}")
     header = (
         f"{'model':<20} {'params':>11} {'input':>16} {'fwd ms':>9} {'fwd MB':>8} "
@@ -242,16 +305,14 @@ def main(argv: list[str] | None = None) -> None:
     for label in labels:
         results = {}
         for kind in ("fwd", "fb"):
-            cmd = [sys.executable, __file__, "--one", label, "--kind", kind, "--device", args.device,
-                   "--batch", str(args.batch), "--reps", str(reps)] + (["--quick"] if args.quick else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                lines = proc.stderr.strip().splitlines()
-                results = {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+            results[kind] = _child(["--one", label, "--kind", kind, "--device", args.device,
+                                    "--batch", str(args.batch), "--reps", str(reps)]
+                                   + (["--quick"] if args.quick else []))
+            if "error" in results[kind]:
                 break
-            results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
-        if "error" in results:
-            print(f"{label:<20} FAILED: {results['error']}")
+        failed = [r["error"] for r in results.values() if "error" in r]
+        if failed:
+            print(f"{label:<20} FAILED: {failed[0]}")
             continue
         f, fb = results["fwd"], results["fb"]
         if label == "UNet":
@@ -261,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         rate = fb["gflop"] / (fb["ms"] / 1e3)
         print(f"{label:<20} {f['params']:>11,} {shape:>16} {f['ms']:>9.1f} {f['mb']:>8.0f} "
               f"{fb['ms']:>11.1f} {fb['mb']:>8.0f} {rate:>8.1f} {ratio}")
+
 
 if __name__ == "__main__":
     main()
