@@ -123,7 +123,7 @@ def test_observer_diagnosis_matches_the_direct_accuracy_and_auc_of_its_own_score
     truth = {f"c{i}": bool(i % 2) for i in range(16)}
     test = {"good": {c: _blob(2, 40.0 if t else 10.0, gen) for c, t in truth.items()},
             "blurred": {c: _blob(2, 18.0 if t else 12.0, gen) for c, t in truth.items()}}
-    rows, info = planar.observer_diagnosis(train, test, truth, patch=9, n_channels=3, speed=2.0)
+    rows, info = planar.observer_diagnosis(planar.fit_observer(train, patch=9, n_channels=3), test, truth, speed=2.0)
     got = {(r["method"], r["metric"]): r["value"] for r in rows if r["case"] == "all"}
     for method in test:
         score = {r["case"]: r["value"] for r in rows if r["method"] == method and r["metric"] == "cho_score"}

@@ -417,7 +417,7 @@ def _sample_shapes(config: SimulationConfig) -> dict[str, tuple[list[int], str]]
         if "lesion_mask" in config.store:
             out["lesion_mask"] = ([1] + image[1:], "uint8")
     else:
-        grid = config.data_grid().shape if config.fov is not None else ph.grid.shape
+        grid = (config.data_grid() or ph.grid).shape
         image = [1] + list(grid)
         proj_shape = [1, config.orbit.n_angles, grid[0]] + ([grid[2]] if len(grid) == 3 else [])
         for key in ("activity", "mu_per_cm", "ct_hu"):

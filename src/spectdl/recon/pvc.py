@@ -115,16 +115,14 @@ def misregister_templates(templates: torch.Tensor, *, shift_vox=None, dilate: di
     """
     import torch.nn.functional as F
 
-    lab = _check_templates(templates, templates.to(torch.float32))
+    lab = _check_templates(templates, templates)  # the labels' own checks; any shape [B, 1, *grid]
     nd = lab.dim() - 2
     out = lab
     if shift_vox is not None:
         shift = [int(v) for v in shift_vox]
         if len(shift) != nd or any(int(v) != v for v in shift_vox):
             raise InputError(f"shift_vox: {shift_vox!r}; expected {nd} whole voxel counts")
-        idx = []
-        for axis, (n, d) in enumerate(zip(lab.shape[2:], shift)):
-            idx.append((torch.arange(n, device=lab.device) - d).clamp(0, n - 1))
+        idx = [(torch.arange(n, device=lab.device) - d).clamp(0, n - 1) for n, d in zip(lab.shape[2:], shift)]
         out = out[(slice(None), slice(None), *torch.meshgrid(*idx, indexing="ij"))]
     for label, n in (dilate or {}).items():
         if isinstance(n, bool) or int(n) != n or n < 0:

@@ -110,37 +110,36 @@ def display_window(reference: torch.Tensor, body: torch.Tensor, percentile: floa
 def perceptual_rows(images: Mapping[str, Mapping[str, torch.Tensor]], references: Mapping[str, torch.Tensor],
                     bodies: Mapping[str, torch.Tensor], *, lpips_network, fid_extractor, percentile: float = 99.5,
                     patch: int = 64, stride: int = 32, **columns: Any) -> list[dict[str, Any]]:
-    """Per case (images ``[H, W]``): ``lpips`` and ``fid`` (:func:`~spectdl.metrics.functional.patch_fid`
-    on the tiles that are at least half body) of every method against the reference, both on the
-    reference's display window ``[0, L]`` (:func:`display_window`; values clipped to it); and per
-    method the set-level FID of all its tiles against all the reference tiles (``fid_set``, case ``all``)."""
-    from spectdl.metrics.functional import fid_from_features, image_features, lpips, patch_fid, patch_positions
+    """Per case (images ``[H, W]``): ``lpips`` and ``fid`` (the FID of the body tiles, as
+    :func:`~spectdl.metrics.functional.patch_fid`: tiles at least half body) of every method against
+    the reference, both on the reference's display window ``[0, L]`` (:func:`display_window`; values
+    clipped to it); and per method the set-level FID of all its tiles against all the reference
+    tiles (``fid_set``, case ``all``). Each tile set's features are computed once and serve both."""
+    from spectdl.metrics.functional import fid_from_features, lpips, patch_features, patch_positions
 
-    rows: list[dict[str, Any]] = []
     windows = {c: display_window(references[c], bodies[c], percentile) for c in references}
-    ref_tiles: list[torch.Tensor] = []
-    tiles: dict[str, list[torch.Tensor]] = {}
+    clipped = {c: references[c].double().clamp(0, windows[c]) for c in references}
+    corners = {c: patch_positions(references[c].shape[-2:], patch, stride, bodies[c], 0.5) for c in references}
+    ref_feats = {c: patch_features(clipped[c], windows[c], fid_extractor, corners[c], patch, name="reference")
+                 for c in references}
+    rows: list[dict[str, Any]] = []
     for method, by_case in images.items():
+        feats = []
         for c, img in by_case.items():
             L = windows[c]
-            a = img.double().clamp(0, L).reshape(1, 1, *img.shape[-2:])
-            b = references[c].double().clamp(0, L).reshape(1, 1, *img.shape[-2:])
+            a = img.double().clamp(0, L)
+            b = clipped[c]
             with torch.no_grad():
-                d = float(lpips(a.float(), b.float(), L, network=lpips_network, reduction="none")[0])
-            f = float(patch_fid(a[0, 0], b[0, 0], L, feature_extractor=fid_extractor, patch=patch, stride=stride,
-                                mask=bodies[c]))
+                d = float(lpips(a.float()[None, None], b.float()[None, None], L, network=lpips_network,
+                                reduction="none")[0])
+            f_img = patch_features(a, L, fid_extractor, corners[c], patch)
+            feats.append(f_img)
             rows += [{"case": c, "method": method, "metric": "lpips", "value": d, **columns},
-                     {"case": c, "method": method, "metric": "fid", "value": f, **columns}]
-            corners = patch_positions(img.shape[-2:], patch, stride, bodies[c], 0.5)
-            cut = torch.stack([a[0, :, i:i + patch, j:j + patch] / L for i, j in corners])
-            tiles.setdefault(method, []).append(cut)
-            if len(tiles) == 1:
-                ref_tiles.append(torch.stack([b[0, :, i:i + patch, j:j + patch] / L for i, j in corners]))
-    ref_feats = image_features(torch.cat(ref_tiles).float(), 1.0, fid_extractor)
-    for method, cut in tiles.items():
-        feats = image_features(torch.cat(cut).float(), 1.0, fid_extractor)
+                     {"case": c, "method": method, "metric": "fid",
+                      "value": float(fid_from_features(ref_feats[c], f_img)), **columns}]
         rows.append({"case": "all", "method": method, "metric": "fid_set",
-                     "value": float(fid_from_features(ref_feats, feats)), **columns})
+                     "value": float(fid_from_features(torch.cat([ref_feats[c] for c in by_case]), torch.cat(feats))),
+                     **columns})
     return rows
 
 
@@ -213,8 +212,8 @@ def agreement_rows(rows: Sequence[Mapping[str, Any]], metric: str, methods: Sequ
             continue
         r = pearson(a, b)
         ba = bland_altman(a, b)
-        for m, v, lo, hi in ((f"{name}_pearson", r.statistic, r.ci_low, r.ci_high), (f"{name}_ba_bias", ba.bias, ba.bias_ci_low,
-                                                                             ba.bias_ci_high),
+        for m, v, lo, hi in ((f"{name}_pearson", r.statistic, r.ci_low, r.ci_high),
+                             (f"{name}_ba_bias", ba.bias, ba.bias_ci_low, ba.bias_ci_high),
                              (f"{name}_ba_loa_low", ba.loa_low, ba.loa_low_ci_low, ba.loa_low_ci_high),
                              (f"{name}_ba_loa_high", ba.loa_high, ba.loa_high_ci_low, ba.loa_high_ci_high)):
             out.append({"case": "all", "method": method, "metric": m, "value": float(v), "ci_low": float(lo),
@@ -253,41 +252,52 @@ def site_patches(image: torch.Tensor, sites: Sequence[tuple[int, int]], size: in
     return torch.stack([padded[r:r + size, c:c + size] for r, c in sites]) if sites else torch.zeros(0, size, size)
 
 
-def observer_diagnosis(train: Mapping[str, Any], test: Mapping[str, Mapping[str, Any]],
-                       truth: Mapping[str, bool], *, patch: int, n_channels: int = 5, width_px: float | None = None,
-                       **columns: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Malignant versus benign-or-normal, decided by a CHO (Laguerre–Gauss channels).
+def fit_observer(train: Mapping[str, Any], *, patch: int, n_channels: int = 5,
+                 width_px: float | None = None) -> dict[str, Any]:
+    """The CHO (Laguerre–Gauss channels) that decides malignant versus benign-or-normal, fitted once.
 
     ``train``: ``{"patches_present": [N₁, p, p], "patches_absent": [N₀, p, p], "case_patches":
-    {case: [n, p, p]}, "truth": {case: bool}}``: the template is fitted on patches at malignant
-    lesions (present) against patches at benign lesions and normal hot spots (absent) of the 1x
-    training scans; a case's score is the largest statistic of its patches, and the threshold is
-    the one that maximises Youden's J over the training cases. ``test[method][case]``: that case's
-    patches in the method's image (the same sites for every method). Rows per case: ``cho_score``
-    and ``malignant_called`` (0/1); per method (case ``all``): ``accuracy``, ``sensitivity``,
-    ``specificity`` (per cent, Wilson 95 % CI) and ``auc`` (DeLong CI). Returns the rows and the
-    ROC curves ``{method: {"fpr": [...], "tpr": [...]}}`` with the threshold."""
+    {case: [n, p, p]}, "truth": {case: bool}}`` (:func:`observer_training`): the template is fitted on
+    patches at malignant lesions (present) against patches at benign lesions and normal hot spots
+    (absent) of the 1x training scans; a case's score is the largest statistic of its patches, and
+    the threshold is the one that maximises Youden's J over the training cases. Returns ``cho``,
+    ``threshold``, ``d_prime_train``, ``n_present`` and ``n_absent``."""
     from spectdl.metrics.observer import cho_train, laguerre_gauss_channels
-    from spectdl.stats import diagnostic_accuracy, roc_analysis
 
     u = laguerre_gauss_channels((patch, patch), n_channels=n_channels, width_px=width_px)
     cho = cho_train(train["patches_present"], train["patches_absent"], u)
-
-    def score(patches):
-        return float(cho.score(patches).max()) if len(patches) else float("-inf")
-
-    tr = {c: score(p) for c, p in train["case_patches"].items()}
+    tr = {c: _case_score(cho, p) for c, p in train["case_patches"].items()}
     t_true = np.array([bool(train["truth"][c]) for c in tr])
     s = np.array(list(tr.values()))
     candidates = np.unique(s)
     youden = [((s >= t) & t_true).sum() / max(t_true.sum(), 1) + ((s < t) & ~t_true).sum() / max((~t_true).sum(), 1)
               for t in candidates]
-    threshold = float(candidates[int(np.argmax(youden))])
+    return {"cho": cho, "threshold": float(candidates[int(np.argmax(youden))]), "d_prime_train": cho.d_prime_train,
+            "n_present": int(len(train["patches_present"])), "n_absent": int(len(train["patches_absent"]))}
+
+
+def _case_score(cho, patches: torch.Tensor) -> float:
+    """A case's observer score: the largest statistic over its patches (``-inf`` without any)."""
+    return float(cho.score(patches).max()) if len(patches) else float("-inf")
+
+
+def observer_diagnosis(observer: Mapping[str, Any], test: Mapping[str, Mapping[str, Any]],
+                       truth: Mapping[str, bool], **columns: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The fitted observer's (:func:`fit_observer`) decisions on every method's test images.
+
+    ``test[method][case]``: that case's patches in the method's image (the same sites for every
+    method). Rows per case: ``cho_score`` and ``malignant_called`` (0/1); per method (case ``all``):
+    ``accuracy``, ``sensitivity``, ``specificity`` (per cent, Wilson 95 % CI) and ``auc`` (DeLong CI).
+    Returns the rows and ``{"threshold", "d_prime_train", "n_present", "n_absent", "curves"}``, the
+    ROC curves as ``{method: {"fpr": [...], "tpr": [...]}}``."""
+    from spectdl.stats import diagnostic_accuracy, roc_analysis
+
+    threshold = observer["threshold"]
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     for method, by_case in test.items():
         cases = [c for c in by_case if c in truth]
-        scores = np.array([score(by_case[c]) for c in cases])
+        scores = np.array([_case_score(observer["cho"], by_case[c]) for c in cases])
         called = scores >= threshold
         y = np.array([bool(truth[c]) for c in cases])
         for c, sc, d in zip(cases, scores, called):
@@ -306,8 +316,8 @@ def observer_diagnosis(train: Mapping[str, Any], test: Mapping[str, Mapping[str,
         rows.append({"case": "all", "method": method, "metric": "auc", "value": float(roc.auc),
                      "ci_low": float(roc.ci_low), "ci_high": float(roc.ci_high), "n": len(cases), **columns})
         curves[method] = {"fpr": np.asarray(roc.fpr).tolist(), "tpr": np.asarray(roc.tpr).tolist()}
-    return rows, {"threshold": threshold, "d_prime_train": cho.d_prime_train, "curves": curves,
-                  "n_present": int(len(train["patches_present"])), "n_absent": int(len(train["patches_absent"]))}
+    info = {k: observer[k] for k in ("threshold", "d_prime_train", "n_present", "n_absent")}
+    return rows, {**info, "curves": curves}
 
 
 def mcnemar_rows(rows: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, str]], truth: Mapping[str, bool],
@@ -330,7 +340,6 @@ def mcnemar_rows(rows: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, s
         out.append({"case": "all", "method": a, "versus": b, "metric": "mcnemar_p", "value": float(res.p_value),
                     "n": len(cases), **where})
     return out
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -364,10 +373,10 @@ def scored_sets(cases, predictions: Mapping[str, Mapping[str, Mapping[str, torch
     the 1x scan, the fast scan × v, every method's prediction, the fast scan's counts and, for the
     thinned scans, their noise-free 1x mean."""
     out = {}
+    shape = {c: (1, *cases.get(c, "full").shape[-3:]) for c in cases.ids}
     for d in datasets:
         for v in speeds:
             key = f"{d}/{v:g}"
-            shape = {c: (1, *cases.get(c, "full").shape[-3:]) for c in cases.ids}
             # The thinned scans' true mean is the noise-free 1x ÷ v (the deviance's ideal); the real-like
             # scans' is not kept (their motion and kinetics are drawn inside real_like_scans).
             truth = {"truth": {c: cases.get(c, "expected").reshape(shape[c]) for c in cases.ids}} if d == "thinned" else {}
@@ -412,7 +421,7 @@ def _truth(cases) -> dict[str, bool]:
 
 
 def observer_training(train, label_names: Mapping[str, int], *, patch: int, n_sites: int, distance_px: int) -> dict:
-    """The observer's training data from the 1x training scans (see :func:`observer_diagnosis`):
+    """The observer's training data from the 1x training scans (see :func:`fit_observer`):
     patches at malignant lesions (present), at benign lesions and normal hot spots (absent)."""
     refs = {c: side_by_side(train.get(c, "full")) for c in train.ids}
     lesions = _masks(train, "lesions", lambda m: m > 0)
@@ -439,7 +448,8 @@ def wbs_rows(scored: Mapping[str, Mapping[str, Mapping[str, torch.Tensor]]], cas
     against the 1x scan's (``count_error_percent``), the hottest
     lesion's count (:func:`lesion_count_rows`) with its agreement (``count_pearson``, Bland–Altman),
     the Poisson deviance of the fast scan under each prediction ÷ v (``deviance_fast_scan``), the
-    observer's diagnosis (:func:`observer_diagnosis`) and McNemar tests between methods."""
+    diagnosis of one observer fitted on the training scans (:func:`fit_observer`,
+    :func:`observer_diagnosis`) and McNemar tests between methods."""
     from spectdl.studies.stages import count_rows, projection_deviance_rows
 
     refs = {c: side_by_side(cases.get(c, "full")) for c in cases.ids}
@@ -447,12 +457,13 @@ def wbs_rows(scored: Mapping[str, Mapping[str, Mapping[str, torch.Tensor]]], cas
     lesions = _masks(cases, "lesions", lambda m: m > 0)
     labels = _masks(cases, "labels", lambda m: m)
     hottest = hottest_lesions(refs, lesions, lesion_dilate_px)
-    obs_train = observer_training(train, label_names, patch=cho_patch, n_sites=normal_sites, distance_px=site_distance_px)
+    observer = fit_observer(observer_training(train, label_names, patch=cho_patch, n_sites=normal_sites,
+                                              distance_px=site_distance_px), patch=cho_patch, n_channels=cho_channels)
     sites = _observer_sites(cases, refs, lesions, labels, bone_label=label_names["bone"], n_sites=normal_sites,
                             distance_px=site_distance_px)
     truth = _truth(cases)
     rows: list[dict[str, Any]] = []
-    observer: dict[str, Any] = {}
+    decisions: dict[str, Any] = {}
     for key, sets in scored.items():
         d, v = key.split("/")
         cols = {"dataset": d, "speed": float(v)}
@@ -468,12 +479,12 @@ def wbs_rows(scored: Mapping[str, Mapping[str, Mapping[str, torch.Tensor]]], cas
                                              metric="deviance_fast_scan", **cols)
         test = {m: {c: site_patches(img[c], sites[c], cho_patch) for c in cases.ids}
                 for m, img in {**images, "reference": refs}.items()}
-        diag, observer[key] = observer_diagnosis(obs_train, test, truth, patch=cho_patch, n_channels=cho_channels, **cols)
+        diag, decisions[key] = observer_diagnosis(observer, test, truth, **cols)
         rows += diag
         pairs = [(m, "reference") for m in methods] + [(m, "input") for m in methods[1:]] + \
                 ([("rrdb_real", "rrdb_simu")] if {"rrdb_real", "rrdb_simu"} <= set(methods) else [])
         rows += mcnemar_rows(diag, pairs, truth, **cols)
-    return rows, {"observer": observer, "n_hottest_lesions": len(hottest)}
+    return rows, {"observer": decisions, "n_hottest_lesions": len(hottest)}
 
 
 def example_images(scored, speeds: Sequence[float], dataset: str = "real_like") -> dict[str, dict[str, torch.Tensor]]:
@@ -558,10 +569,8 @@ def real_scan_rows(real: Mapping[str, Any], nets: Mapping[str, Any], *, window_p
         rows += [r for r in perceptual_rows(images, ref, body, lpips_network=nets["lpips"], fid_extractor=nets["fid"],
                                             percentile=window_percentile, patch=fid_patch, stride=fid_stride, **cols)
                  if r["case"] != "all"]
-        for m in [*images, "reference"]:
-            if m == "input":
-                continue
-            pred = vol["reference"] if m == "reference" else vol[f"{m}/{v}"]
+        # The fast scan is the deviance's own data: each model and the 1x scan are scored on it.
+        for m, pred in [*((m, images[m]["real"]) for m in images if m != "input"), ("reference", vol["reference"])]:
             rows += projection_deviance_rows({"real": pred}, {"real": vol[f"counts/{v}"]}, 1.0 / float(v), method=m,
                                              metric="deviance_fast_scan", **cols)
     return rows
@@ -572,7 +581,7 @@ def real_examples(real: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     from spectdl.studies.stages import load_volumes
 
     vol = load_volumes(real["volumes"])
-    v = max(k.split("/")[1] for k in vol if k.startswith("input/"))
+    v = max((k.split("/")[1] for k in vol if k.startswith("input/")), key=float)
     out = {"real/reference": vol["reference"], f"real/input_{v}x": vol[f"input/{v}"]}
     out.update({f"real/{m}_{v}x": vol[f"{m}/{v}"] for m in METHODS if f"{m}/{v}" in vol})
     return out

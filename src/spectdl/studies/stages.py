@@ -91,14 +91,12 @@ def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *
     """The ``split`` samples of a simulation as a :class:`CaseSet` (case ids ``<prefix><index>``),
     with each sample's manifest record (seeds, scalar phantom parameters) in ``info``."""
     from spectdl.data import SimulatedDataset
+    from spectdl.data.config import SimulationConfig
     from spectdl.data.simulation import load_manifest_json
 
     ds = SimulatedDataset(manifest, split=split, keys=(*keys.values(), "index"))
     m = load_manifest_json(manifest)
     records = m["samples"]
-    grid = m["config"].get("grid")
-    if m["config"].get("fov"):  # the stored volumes' grid is the field of view's
-        grid = {**grid, "shape": m["config"]["fov"]["shape"]}
     ids, volumes, info = [], {}, {}
     for i in range(len(ds)):
         s = ds[i]
@@ -107,9 +105,8 @@ def simulated_cases(manifest: str | Path, split: str, keys: Mapping[str, str], *
         volumes[cid] = {name: s[stored].float() for name, stored in keys.items()}
         info[cid] = records[int(s["index"])]
     ds.close()
-    from spectdl.geometry import VoxelGrid
-
-    return CaseSet(ids, volumes, info, VoxelGrid(tuple(grid["shape"]), grid["voxel_size_mm"]) if grid else None)
+    # The stored volumes' grid: the field of view's when the simulation has one.
+    return CaseSet(ids, volumes, info, SimulationConfig.from_dict(m["config"]).data_grid())
 
 
 def manifest_cases(manifest: str | Path, split: str, columns: Mapping[str, str]) -> CaseSet:

@@ -14,6 +14,7 @@ from spectdl.metrics.functional.fid import (
     fid_from_features,
     frechet_distance,
     image_features,
+    patch_features,
     patch_fid,
     patch_positions,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "feature_statistics",
     "fid",
     "fid_from_features",
+    "patch_features",
     "patch_fid",
     "patch_positions",
     "frechet_distance",

@@ -27,8 +27,8 @@ from spectdl.errors import InputError
 from spectdl.metrics.functional._checks import batch_values, check_image
 from spectdl.metrics.functional.lpips import to_three_channel_slices
 
-__all__ = ["feature_statistics", "fid", "fid_from_features", "frechet_distance", "image_features", "patch_fid",
-           "patch_positions"]
+__all__ = ["feature_statistics", "fid", "fid_from_features", "frechet_distance", "image_features", "patch_features",
+           "patch_fid", "patch_positions"]
 
 
 def _check_features(name: str, feats) -> torch.Tensor:
@@ -186,18 +186,24 @@ def patch_fid(image: torch.Tensor, reference: torch.Tensor, data_range, *, featu
     do not dominate), each one image of the two sets of :func:`fid_from_features` (needs >= 2 tiles).
     ``feature_extractor``: any module ``[N, 3, p, p]`` in [−1, 1] → ``[N, D]``. Float64 scalar.
     """
-    a, b = (check_image(n, t.reshape(1, 1, *t.shape[-2:])) for n, t in (("image", image), ("reference", reference)))
-    if a.shape != b.shape or image.dim() > 3 or reference.dim() > 3:
+    if image.shape[-2:] != reference.shape[-2:] or image.dim() > 3 or reference.dim() > 3:
         raise InputError(f"image: shape {tuple(image.shape)}, reference {tuple(reference.shape)}; expected two "
                          "2-D images [H, W] of one shape")
-    corners = patch_positions(a.shape[-2:], patch, stride, mask, min_fraction)
+    corners = patch_positions(image.shape[-2:], patch, stride, mask, min_fraction)
     if len(corners) < 2:
         raise InputError(f"mask: {len(corners)} tiles of {patch} px hold at least {min_fraction:g} of the mask; "
                          "expected >= 2 for a covariance")
-
-    def tiles(x):
-        return torch.stack([x[0, :, i:i + patch, j:j + patch] for i, j in corners])
-
-    fa = image_features(tiles(a), data_range, feature_extractor, batch_size)
-    fb = image_features(tiles(b), data_range, feature_extractor, batch_size)
+    fa = patch_features(image, data_range, feature_extractor, corners, patch, batch_size)
+    fb = patch_features(reference, data_range, feature_extractor, corners, patch, batch_size, name="reference")
     return fid_from_features(fb, fa)
+
+
+@torch.no_grad()
+def patch_features(image: torch.Tensor, data_range, feature_extractor: torch.nn.Module, corners, patch: int,
+                   batch_size: int = 64, *, name: str = "image") -> torch.Tensor:
+    """Features ``[N, D]`` of the ``patch``×``patch`` tiles of one 2-D image ``[H, W]`` (or ``[1, H, W]``)
+    at the top-left ``corners`` of :func:`patch_positions`, prepared as :func:`image_features` does
+    (``name`` names the image in errors)."""
+    x = check_image(name, image.reshape(1, 1, *image.shape[-2:]))
+    tiles = torch.stack([x[0, :, i:i + patch, j:j + patch] for i, j in corners])
+    return image_features(tiles, data_range, feature_extractor, batch_size)
