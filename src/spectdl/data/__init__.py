@@ -35,6 +35,7 @@ from spectdl.data.simulation import (
     verify_shards,
 )
 from spectdl.data.simulated_dataset import SimulatedDataset
+from spectdl.data.volume_dataset import VolumeDataset
 from spectdl.data import transforms
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "regenerate",
     "simulate",
     "transforms",
+    "VolumeDataset",
     "validate_manifest",
     "verify_shards",
 ]

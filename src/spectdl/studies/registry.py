@@ -19,7 +19,7 @@ from spectdl.errors import ConfigError
 
 #: Modules that register the built-in studies on import.
 _BUILTIN = ("spectdl.studies.bone_spect", "spectdl.studies.spectnet", "spectdl.studies.mpi_projection",
-            "spectdl.studies.wbs_planar")
+            "spectdl.studies.wbs_planar", "spectdl.studies.cardiac_pvc")
 
 
 @dataclass(frozen=True)

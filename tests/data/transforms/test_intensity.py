@@ -56,3 +56,20 @@ def test_count_consistency_can_leave_the_bladder_out():
     assert MatchCounts()(sample)[1]["factors"]["input"] > 3.0  # counting the bladder would overshoot
     with pytest.raises(InputError):
         MatchCounts(exclude="mask")({"input": low, "target": target})
+
+
+def test_organ_masks_give_one_float_mask_per_region_and_collate_to_a_dict():
+    from torch.utils.data import default_collate
+
+    from spectdl.data.transforms import OrganMasks, replay
+
+    lab = torch.tensor([[[0, 2, 3], [3, 4, 2]]])  # [1, 2, 3]
+    t = OrganMasks({"myocardium": [2], "blood_pool": [3, 4]})
+    out = t.apply({"organ_labels": lab})
+    assert out["masks"]["myocardium"].dtype == torch.float32
+    assert out["masks"]["myocardium"].tolist() == [[[0, 1, 0], [0, 0, 1]]]
+    assert out["masks"]["blood_pool"].tolist() == [[[0, 0, 1], [1, 1, 0]]]
+    again = replay({"organ_labels": lab}, t.spec())
+    assert torch.equal(again["masks"]["blood_pool"], out["masks"]["blood_pool"])
+    batch = default_collate([out, out])
+    assert batch["masks"]["myocardium"].shape == (2, 1, 2, 3)

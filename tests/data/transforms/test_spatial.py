@@ -120,3 +120,19 @@ def test_bad_arguments_raise_input_error():
         RandomRotate(("zx",))
     with pytest.raises(InputError, match="different spatial shapes"):
         Flip([0]).apply({"a": torch.zeros(1, 4, 4), "b": torch.zeros(1, 4, 5)})
+
+
+def test_random_rotate_one_plane_draws_the_34_rotations_of_the_cardiac_set():
+    # One plane at a time: the identity or one of the 11 non-zero 30° multiples in one of 3 planes.
+    t = RandomRotate(("xy", "xz", "yz"), step_deg=30.0, one_plane=True)
+    g = _gen(3)
+    sample = {"x": torch.zeros(1, 4, 4, 4)}
+    seen = {tuple(sorted(t.draw(sample, g).angles_deg.items())) for _ in range(2000)}
+    expected = {(("xy", 0.0),)} | {((p, 30.0 * k),) for p in ("xy", "xz", "yz") for k in range(1, 12)}
+    assert seen == expected and len(seen) == 34
+    # A drawn rotation is Rotate's: a quarter turn in xz equals torch.rot90 over those axes.
+    vol = torch.arange(2 * 5 * 5 * 5, dtype=torch.float32).reshape(2, 5, 5, 5)
+    out = Rotate({"xz": 90.0}).apply({"x": vol})["x"]
+    assert torch.allclose(out, torch.rot90(vol, 1, dims=(1, 3)), atol=1e-5)
+    with pytest.raises(InputError, match="step_deg"):
+        RandomRotate(("xy",), one_plane=True)

@@ -10,7 +10,15 @@ from spectdl.data.transforms.crop import (
     RandomChannel,
     RandomCrop,
 )
-from spectdl.data.transforms.intensity import MaskFromLabels, MatchCounts, NormalizeChannels, NormalizeMean, Scale, Shift
+from spectdl.data.transforms.intensity import (
+    MaskFromLabels,
+    MatchCounts,
+    NormalizeChannels,
+    NormalizeMean,
+    OrganMasks,
+    Scale,
+    Shift,
+)
 from spectdl.data.transforms.spatial import (
     AffineResample,
     Flip,
@@ -37,6 +45,7 @@ __all__ = [
     "MatchCounts",
     "NormalizeChannels",
     "NormalizeMean",
+    "OrganMasks",
     "RandomAxialSlice",
     "RandomChannel",
     "RandomCrop",

@@ -204,3 +204,31 @@ class MaskFromLabels(Deterministic):
 
     def _args(self):
         return {"labels": list(self.labels), "source": self.source, "key": self.key}
+
+
+class OrganMasks(Deterministic):
+    """``sample[key] = {name: (sample[source] ∈ labels) as float 0/1 [1, *spatial]}`` for each
+    ``regions`` entry, e.g. ``{"myocardium": [2], "blood_pool": [3]}`` for the IMBV loss's
+    ``masks=`` context (a dict of tensors collates into a dict of batches)."""
+
+    name = "organ_masks"
+
+    def __init__(self, regions: Mapping[str, Sequence[int]], source: str = "organ_labels", key: str = "masks"):
+        if not isinstance(regions, Mapping) or not regions:
+            raise InputError(f"OrganMasks: regions is {regions!r}; expected {{name: [label, ...]}}")
+        self.regions = {str(k): [int(v)] if isinstance(v, (int, float)) else [int(x) for x in v]
+                        for k, v in regions.items()}
+        empty = [k for k, v in self.regions.items() if not v]
+        if empty:
+            raise InputError(f"OrganMasks: regions {empty} have no label values")
+        self.source, self.key = source, key
+
+    def apply(self, sample):
+        lab = sample[selected(sample, [self.source], "OrganMasks")[0]]
+        out = dict(sample)
+        out[self.key] = {name: torch.isin(lab, torch.tensor(v, device=lab.device, dtype=lab.dtype)).any(0, keepdim=True)
+                         .to(torch.float32) for name, v in self.regions.items()}
+        return out
+
+    def _args(self):
+        return {"regions": {k: list(v) for k, v in self.regions.items()}, "source": self.source, "key": self.key}
