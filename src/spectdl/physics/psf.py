@@ -11,11 +11,20 @@ which incremental blurring (McCarthy & Miller 1991; Di Bella et al. 1996) evalua
 
     acc_0 = p[0];   acc_j = K_j ∗ acc_{j−1} + p[j];   y = B ∗ acc_{D−1},
 
-with ``K_j`` of variance ``V_{j−1} − V_j`` and ``B`` of variance ``V_{D−1}``. Variances add under
-convolution, so every plane receives exactly its own variance ``V_j``. Small increments use
-the three-tap kernel ``[t/2, 1−t, t/2]`` (variance exactly ``t``); the larger base blur uses the
-discrete Gaussian kernel ``e^{−t} I_n(t)`` (Lindeberg 1990), whose variance is also exactly ``t``
-and which, unlike a sampled Gaussian, stays exact for sub-pixel widths.
+with ``K_j`` of variance ``V_{j−1} − V_j`` and ``B`` the base blur of the nearest plane. Small
+increments use the three-tap kernel ``[t/2, 1−t, t/2]`` (variance exactly ``t``; larger ones the
+discrete Gaussian ``e^{−t} I_n(t)`` of Lindeberg 1990, variance also exactly ``t``). The base
+``B`` is the *pixel-integrated* Gaussian of ``σ_{D−1}``,
+
+    B[n] = Φ((n + ½)/σ) − Φ((n − ½)/σ),
+
+which is what a detector pixel records of a point source at its centre (variance ``σ² + 1/12``
+pixel² up to aliasing). Variances add under convolution, so every plane receives ``V_j + 1/12``,
+the pixel-integrated Gaussian's variance. The nearest plane's response is exact; farther planes
+add the increments' discrete-Gaussian shape, which is slightly peakier than a Gaussian when the
+increments are large against the plane's width (``tests/physics/test_psf.py`` measures the point
+response against the pixel-integrated Gaussian at several depths). An earlier base, the discrete
+Gaussian of variance ``σ²``, was 15–25 % (relative L2) too peaked for σ of 0.5–1 pixel.
 
 All kernels are symmetric and zero-padded, so each step is a symmetric matrix and the adjoint is
 the same recursion run from near to far.
@@ -28,7 +37,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import ive
+from scipy.special import ive, ndtr
 
 # An increment above this variance (pixel²) no longer fits a positive 3-tap kernel well.
 _MAX_THREE_TAP_VARIANCE = 0.5
@@ -50,6 +59,24 @@ def discrete_gaussian_kernel(variance_px2: np.ndarray, half_width: int) -> np.nd
     return k / k.sum(-1, keepdims=True)
 
 
+def pixel_gaussian_kernel(variance_px2: np.ndarray, half_width: int) -> np.ndarray:
+    """Pixel-integrated Gaussians ``Φ((n + ½)/σ) − Φ((n − ½)/σ)``, ``n = −h..h``, ``σ² = variance_px2``,
+    renormalised to sum 1 (the mass beyond ±h); ``σ = 0`` gives the unit impulse.
+
+    Args:
+        variance_px2: ``[...]`` variances of the continuous Gaussian in pixel².
+        half_width: ``h``; the kernels have ``2h + 1`` taps.
+
+    Returns:
+        ``[..., 2h+1]`` float64 kernels.
+    """
+    sigma = np.sqrt(np.clip(np.asarray(variance_px2, dtype=np.float64), 0.0, None))[..., None]
+    n = np.arange(-half_width, half_width + 1, dtype=np.float64)
+    safe = np.maximum(sigma, 1e-300)
+    k = np.where(sigma > 0, ndtr((n + 0.5) / safe) - ndtr((n - 0.5) / safe), (n == 0).astype(np.float64))
+    return k / k.sum(-1, keepdims=True)
+
+
 def three_tap_kernel(variance_px2: np.ndarray) -> np.ndarray:
     """``[t/2, 1−t, t/2]``: the shortest symmetric kernel with variance exactly ``t`` (``t ≤ 0.5``)."""
     t = np.asarray(variance_px2, dtype=np.float64)[..., None]
@@ -66,10 +93,10 @@ def increment_kernels(variance_px2: np.ndarray) -> np.ndarray:
 
 
 def base_kernels(variance_px2: np.ndarray) -> np.ndarray:
-    """Discrete Gaussian kernels wide enough (±4σ + 1) for the largest variance given."""
+    """Pixel-integrated Gaussian kernels wide enough (±4σ + 1) for the largest variance given."""
     v = np.asarray(variance_px2, dtype=np.float64)
     vmax = float(v.max(initial=0.0))
-    return discrete_gaussian_kernel(v, int(math.ceil(4.0 * math.sqrt(vmax))) + 1)
+    return pixel_gaussian_kernel(v, int(math.ceil(4.0 * math.sqrt(vmax))) + 1)
 
 
 class DepthBlur:
@@ -164,7 +191,7 @@ def planar_response(views: torch.Tensor, collimator, distances_mm, pixel_mm) -> 
     """Planar views blurred by the collimator-detector response at one distance per view.
 
     ``views [..., V, H, W]`` (e.g. anterior and posterior, ``V = 2``); view ``v`` is convolved with
-    the separable discrete Gaussian of variance ``σ²(b_v) / pixel²`` per axis, ``σ(b) =
+    the separable pixel-integrated Gaussian of variance ``σ²(b_v) / pixel²`` per axis, ``σ(b) =
     collimator.fwhm_mm(b) / 2.3548`` at ``b_v = distances_mm[v]`` from the collimator face. The
     kernels sum to 1 and are zero-padded, so counts are kept except what spreads past the edge.
     ``pixel_mm``: one size, or ``(rows, columns)``. Returns a tensor of ``views``' shape and dtype.
