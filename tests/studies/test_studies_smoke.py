@@ -218,3 +218,24 @@ def test_wbs_planar_smoke_metrics(smoke_runs):
         real = df[df.dataset == "real_scan"]
         assert set(real.speed) == {2.0, 3.0} and {"lpips", "fid", "deviance_fast_scan"} <= set(real.metric)
         assert np.isfinite(real.value).all()
+
+
+@pytest.mark.slow
+def test_cardiac_pvc_smoke_metrics(smoke_runs):
+    _, runs = smoke_runs
+    run = runs["cardiac-pvc"].run_dir
+    df = pd.read_csv(run / "metrics.csv", dtype={"case": str}, keep_default_na=False, na_values=[""])
+    assert {"input", "iy", "truth", "unet", "dy_u", "dy_u_ct", "dy_u_bv", "dy_u_ct_bv", "dc_dy_u_bv", "unet_bv",
+            "unet_ct", "dc_dy_u_bv_truth"} <= set(df.method)
+    # Nine networks, each trained through fit.
+    training = json.loads((run / "train" / "done.json").read_text())["result"]
+    assert len(training) == 9 and "dc_dy_u_bv_truth" in training
+    # A claim follows from metrics.csv: iY's IMBV error against the truth below the non-PVC image's, recomputed.
+    summary = json.loads((run / "summary.json").read_text())
+    claim = next(c for c in summary["claims"] if c["text"].startswith("iY moves IMBV"))
+    err = df[(df.metric == "imbv_error_vs_truth")].pivot_table(index="case", columns="method", values="value")
+    diff = err["iy"] - err["input"]
+    assert claim["mean_difference"] == pytest.approx(diff.mean(), rel=1e-9) and claim["holds"] == bool(diff.mean() < 0)
+    # imbv_error_vs_truth is |IMBV(method) − IMBV(truth)| of the same rows.
+    imbv = df[df.metric == "imbv"].pivot_table(index="case", columns="method", values="value")
+    assert err["input"].to_numpy() == pytest.approx((imbv["input"] - imbv["truth"]).abs().to_numpy(), rel=1e-9)
