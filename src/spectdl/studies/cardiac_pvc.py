@@ -422,7 +422,8 @@ def _notes(cfg: CardiacPvcConfig, cases: stages.CaseSet, rows) -> list[str]:
          f"({min(counts) / 1e6:.2f}–{max(counts) / 1e6:.2f} M) in the field's projections.") if act else "",
         f"RM-ANOVA of IMBV over {len([m for m in METHODS if m != 'truth' and math.isfinite(imbv[m])])} methods: "
         f"p = {anova:.3g}. Tukey against iY: " +
-        ", ".join(f"{m} p = {v:.3g}" for m, v in tukey.items() if math.isfinite(v)) +
+        ", ".join(f"{m} p = {v:.3g}" if v >= 1e-16 else f"{m} p < 1e-16" for m, v in tukey.items()
+                  if math.isfinite(v)) +
         " (paper: dy_u_ct_bv 0.986, dc_dy_u_bv 0.946, dy_u_bv 0.009).",
         "Misregistered templates, mean |IMBV − truth|: " + ", ".join(f"{m} {v:.4f}" for m, v in shift.items()
                                                                     if math.isfinite(v)) +
