@@ -3,8 +3,10 @@
 Usage: ``python benchmarks/bench_simulate.py [--samples 256] [--batch-sizes 16 32] [--workers 2]
 [--recon 4x10] [--compression gzip] [--device cpu]``
 
-For each batch size the simulation is timed in this process (``workers=1``, the baseline of the
-same run) and with ``--workers`` spawned processes. Each is run at two sizes, one batch per worker
+For each batch size the simulation is timed in this process with the per-view projector of before
+issue 14 (:class:`spectdl.physics.reference.ReferenceProjector`, ``path = reference``: the baseline
+of the ratio column), then with today's projector in this process (``workers=1``) and with
+``--workers`` spawned processes. Each is run at two sizes, one batch per worker
 and ``--samples``: the small run measures the start-up (imports, projector set-up), the difference
 the steady time per sample, and 20,000 samples are extrapolated as start-up + 20,000 × that time.
 Since other programs may share the cores, the CPU time per sample (this process plus its finished
@@ -15,6 +17,7 @@ core to itself. Disk use is extrapolated linearly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -55,13 +58,32 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run(cfg: dict, workers: int) -> tuple[float, float, int]:
+@contextlib.contextmanager
+def projector_class(reference: bool):
+    """Make :func:`simulate` (in this process) build the given projector class."""
+    import spectdl.physics as physics
+    from spectdl.data import simulation
+    from spectdl.physics.reference import ReferenceProjector
+
+    saved = physics.SpectProjector
+    simulation._PROJECTORS.clear()
+    if reference:
+        physics.SpectProjector = ReferenceProjector
+    try:
+        yield
+    finally:
+        physics.SpectProjector = saved
+        simulation._PROJECTORS.clear()
+
+
+def run(cfg: dict, workers: int, reference: bool = False) -> tuple[float, float, int]:
     """``(wall seconds, CPU seconds, bytes written)`` of one simulation into a temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="bench-sim-"))
     try:
-        c0, t0 = _cpu_seconds(), time.perf_counter()
-        res = simulate(cfg, folder / "run", workers=workers, progress=False)
-        return time.perf_counter() - t0, _cpu_seconds() - c0, res.bytes_written
+        with projector_class(reference):
+            c0, t0 = _cpu_seconds(), time.perf_counter()
+            res = simulate(cfg, folder / "run", workers=workers, progress=False)
+            return time.perf_counter() - t0, _cpu_seconds() - c0, res.bytes_written
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -98,20 +120,22 @@ def main() -> None:
     wall_ms, cpu_ms = phantom_rate()
     print(f"phantoms alone (brain2d, batch 64): {wall_ms:.2f} ms wall, {cpu_ms:.2f} ms CPU per phantom; "
           f"20,000 in {20000 * wall_ms / 1000:.1f} s")
-    header = (f"{'batch':>5} {'workers':>7} {'wall s':>7} {'samples/s':>9} {'ratio':>6} {'start-up s':>10} "
+    header = (f"{'path':>9} {'batch':>5} {'workers':>7} {'wall s':>7} {'samples/s':>9} {'ratio':>6} {'start-up s':>10} "
               f"{'20k (wall)':>11} {'cpu ms/sample':>13} {'20k (idle)':>11} {'20k disk':>9}")
     print(header)
     print("-" * len(header))
     for bs in args.batch_sizes:
         base = None
-        for workers in dict.fromkeys([1, args.workers]):
+        for path, workers in [("reference", 1), ("fused", 1)] + ([("fused", args.workers)] if args.workers > 1 else []):
+            reference = path == "reference"
             # Two sizes: one batch per worker (start-up: imports, projector set-up, first batch) and
             # the full run; the difference gives the steady cost per sample.
             small_n = bs * workers
             small_cfg = config(small_n, bs, args.recon, args.compression, args.device)
             small_cfg["shard_size"] = bs
-            t_small, c_small, _ = run(small_cfg, workers)
-            seconds, cpu, size = run(config(args.samples, bs, args.recon, args.compression, args.device), workers)
+            t_small, c_small, _ = run(small_cfg, workers, reference)
+            seconds, cpu, size = run(config(args.samples, bs, args.recon, args.compression, args.device), workers,
+                                     reference)
             base = seconds if base is None else base
             extra = max(args.samples - small_n, 1)
             wall_per = max(seconds - t_small, 0.0) / extra
@@ -121,7 +145,7 @@ def main() -> None:
             # On an otherwise idle machine each worker has a core: n · CPU per sample / workers.
             est_idle = startup + TARGET * cpu_per / min(workers, os.cpu_count() or 1)
             disk = size / args.samples * TARGET / 2**30
-            print(f"{bs:>5} {workers:>7} {seconds:>7.1f} {args.samples / seconds:>9.1f} {base / seconds:>5.2f}× "
+            print(f"{path:>9} {bs:>5} {workers:>7} {seconds:>7.1f} {args.samples / seconds:>9.1f} {base / seconds:>5.2f}× "
                   f"{startup:>10.1f} {est_wall / 60:>7.1f} min {1000 * cpu_per:>13.1f} {est_idle / 60:>7.1f} min "
                   f"{disk:>6.1f} GiB")
     import resource

@@ -227,12 +227,15 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         proj = _projector(config, ph.grid, device)
         proj.set_mu_map(ph.mu_per_cm if config.attenuation else None)
         act = config.counts.activity
-        if act is None:
-            clean = proj.A(ph.activity)
-        else:
-            # Counts per second of the field's activity; the time per view is drawn per sample below.
-            mbq = activity_in_field_mbq(ph, act)
-            clean = expected_counts(ph.activity, proj, mbq, act.sensitivity_cps_per_mbq, 1.0)
+        # Uncached, so that the noise-free data (and hence every Poisson draw) are the same bytes
+        # whether or not this run also reconstructs (a reconstructing projector caches factors).
+        with proj.uncached():
+            if act is None:
+                clean = proj.A(ph.activity)
+            else:
+                # Counts per second of the field's activity; the time per view is drawn per sample below.
+                mbq = activity_in_field_mbq(ph, act)
+                clean = expected_counts(ph.activity, proj, mbq, act.sensitivity_cps_per_mbq, 1.0)
         # Counts per unit of activity refer to the whole body's activity, cropped or not.
         activity_sums = ph.activity.to(torch.float64).reshape(count, -1).sum(1)
         if config.fov is not None:

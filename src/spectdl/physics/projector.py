@@ -28,6 +28,7 @@ back-projector).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple, Sequence
 
@@ -282,6 +283,18 @@ class SpectProjector(nn.Module):
         size = max(1, int(self.memory_budget_mb * 2**20 // per_view))
         return [idx[i : i + size] for i in range(0, len(idx), size)]
 
+    @contextlib.contextmanager
+    def uncached(self):
+        """Within the block, forward projections neither use nor fill the attenuation cache (so they
+        take the fused path): data simulated once and reconstructed later, or in the same run with a
+        caching projector, then get the same bytes."""
+        saved = self.cache_attenuation
+        self.cache_attenuation = False
+        try:
+            yield self
+        finally:
+            self.cache_attenuation = saved
+
     def _fused_kernels(self, blur: DepthBlur | None, chunk: list[int], device):
         """Per-step three-tap coefficients of the views in ``chunk`` for :meth:`_A_fused`:
         ``[(side, middle), …]`` along S and along Z (``None`` without that blur), each a Python
@@ -367,9 +380,11 @@ class SpectProjector(nn.Module):
                 steps_s, steps_z = self._fused_kernels(blur, chunk, device)
                 rot_a = buf("rot_a", (vc, n, n, ca))  # [Vc, D, S, (g, C, Z)]
                 rot_m = None if fm is None else buf("rot_m", (vc, n, n, fm.shape[1]))
+                # One operand at a time, so that it stays in cache across the views.
                 for k, v in enumerate(chunk):
                     rot_a[k] = torch.sparse.mm(fwd[v], fa).view(n, n, ca)
-                    if rot_m is not None:
+                if rot_m is not None:
+                    for k, v in enumerate(chunk):
                         rot_m[k] = torch.sparse.mm(fwd[v], fm).view(n, n, -1)
                 if rot_m is not None:
                     total = torch.sum(rot_m, 1, out=buf("total", (vc, n, fm.shape[1])))  # [Vc, S, (gm, Z)]
