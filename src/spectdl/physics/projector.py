@@ -83,6 +83,10 @@ class SpectProjector(nn.Module):
         check_input: validate tensors on every call (NaN, negative activity, shapes).
     """
 
+    #: Take the fused forward path where it applies (no autograd, no cached factors, three-tap
+    #: increments); :class:`~spectdl.physics.reference.ReferenceProjector` turns it off.
+    fused_forward = True
+
     def __init__(
         self,
         grid: VoxelGrid,
@@ -446,7 +450,7 @@ class SpectProjector(nn.Module):
         flat = x5.permute(2, 3, 0, 1, 4).reshape(n * n, nb * nz)
         # Without autograd, views are written straight into one preallocated buffer per chunk.
         inplace = not (torch.is_grad_enabled() and (x.requires_grad or (self.mu_map is not None and self.mu_map.requires_grad)))
-        if inplace and (self.mu_map is None or not self.cache_attenuation) and self._fusable(blur):
+        if self.fused_forward and inplace and (self.mu_map is None or not self.cache_attenuation) and self._fusable(blur):
             y = self._A_fused(x5, idx, blur).permute(1, 2, 0, 3, 4)
             return y if self.is_3d else y[..., 0]
         out = []
