@@ -213,28 +213,16 @@ def _cases(cfg: CardiacPvcConfig, sims: dict[str, str], split: str) -> stages.Ca
 def _pvc(folder: Path, cfg: CardiacPvcConfig, sims: dict[str, str], by_split: dict[str, stages.CaseSet]) -> dict:
     """iY of every case of every split (the training targets and the test reference), and of the test
     cases with misregistered templates; one ``folder/<name>.npz`` each."""
-    from spectdl.data.simulation import simulation_projector
-    from spectdl.recon.pvc import iterative_yang, misregister_templates
-
     p, rc = cfg.pvc, cfg.sim.recon
     variants = {"iy": {}, **{f"iy_shift{s}": {"shift_vox": (s, 0, 0)} for s in p.shifts},
                 **{f"iy_dilate{d}": {"dilate": {MYOCARDIUM: d}} for d in p.dilations}}
     out = {}
     for split, cases in by_split.items():
         names = variants if split == "test" else {"iy": {}}
-        images: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
-        for phase in ("ed", "es"):
-            ids = [c for c in cases.ids if c.startswith(phase)]
-            for i in range(0, len(ids), p.batch_size):
-                batch = ids[i:i + p.batch_size]
-                x = torch.stack([cases.get(c, "spect") for c in batch]).clamp_min(0)
-                lab = torch.stack([cases.get(c, "labels") for c in batch]).long()
-                proj = simulation_projector(sims[phase], torch.stack([cases.get(c, "mu") for c in batch]).float())
-                for name, mis in names.items():
-                    templates = misregister_templates(lab, **mis) if mis else lab
-                    y, _ = iterative_yang(x, templates, proj, recon_iterations=rc.iterations, recon_subsets=1,
-                                          pvc_iterations=p.iterations, eps=p.eps)
-                    images[name].update({c: y[j] * cases.get(c, "fov") for j, c in enumerate(batch)})
+        per_phase = [stages.pvc_images(sims[ph], cases, [c for c in cases.ids if c.startswith(ph)], names,
+                                       batch_size=p.batch_size, recon_iterations=rc.iterations,
+                                       pvc_iterations=p.iterations, eps=p.eps, mask="fov") for ph in ("ed", "es")]
+        images = {n: {**per_phase[0][n], **per_phase[1][n]} for n in names}
         for name, by_case in images.items():
             out[f"{split}/{name}"] = str(stages.save_volumes(folder / f"{split}_{name}.npz", by_case))
     return out

@@ -458,6 +458,33 @@ def case_projector(manifest: str | Path, cases: CaseSet, mu_key: str = "mu") -> 
     return projector_for
 
 
+def pvc_images(manifest: str | Path, cases: CaseSet, ids: Sequence[str], variants: Mapping[str, Mapping[str, Any]], *,
+               batch_size: int, recon_iterations: int, pvc_iterations: int, eps: float, image: str = "spect",
+               labels: str = "labels", mu: str = "mu", mask: str | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Iterative-Yang PVC (:func:`spectdl.recon.pvc.iterative_yang`) of the cases ``ids`` of one simulation,
+    ``batch_size`` at a time with the simulation's projector and each batch's μ maps.
+
+    ``variants`` maps a name to the :func:`~spectdl.recon.pvc.misregister_templates` arguments of its
+    templates (``{}``: the case's own labels). Returns ``{variant: {case: [1, *grid] image}}``, times the
+    case's ``mask`` volume when given.
+    """
+    from spectdl.data.simulation import simulation_projector
+    from spectdl.recon.pvc import iterative_yang, misregister_templates
+
+    out: dict[str, dict[str, torch.Tensor]] = {name: {} for name in variants}
+    for i in range(0, len(ids), batch_size):
+        batch = list(ids[i : i + batch_size])
+        x = torch.stack([cases.get(c, image) for c in batch]).clamp_min(0)
+        lab = torch.stack([cases.get(c, labels) for c in batch]).long()
+        proj = simulation_projector(manifest, torch.stack([cases.get(c, mu) for c in batch]).float())
+        for name, mis in variants.items():
+            templates = misregister_templates(lab, **mis) if mis else lab
+            y, _ = iterative_yang(x, templates, proj, recon_iterations=recon_iterations, recon_subsets=1,
+                                  pvc_iterations=pvc_iterations, eps=eps)
+            out[name].update({c: y[j] * (cases.get(c, mask) if mask else 1.0) for j, c in enumerate(batch)})
+    return out
+
+
 def sinogram_inputs(cases: CaseSet, sinograms: Mapping[str, str], *, mu: str = "mu", rows: int = 128) -> CaseSet:
     """Add ``input_<name>`` to every case: its sinogram ``cases[sinograms[name]]`` ``[1, V, R]``,
     wrap-padded to ``rows`` views (:func:`spectdl.models.spectnet.wrap_pad_sinogram`), stacked with
