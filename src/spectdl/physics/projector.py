@@ -260,12 +260,25 @@ class SpectProjector(nn.Module):
         cached = self._att_cache.get(view)
         if cached is not None and cached.device == torch.device(device) and cached.dtype == dtype:
             return cached
+        att = self._attenuation_factors(view, device, dtype)
+        if self.cache_attenuation:
+            self._att_cache[view] = att
+        return att
+
+    def _rotated_mu(self, view: int, device, dtype) -> torch.Tensor:
+        """The μ map rotated into view ``view``'s frame: ``[D, S, B_mu, Z]``, contiguous."""
         mu = self.mu_map.to(device=device, dtype=dtype)
         mu5 = mu if self.is_3d else mu.unsqueeze(-1)
         n, nz, bm = self.grid.shape[0], mu5.shape[-1], mu5.shape[0]
         flat = mu5[:, 0].permute(1, 2, 0, 3).reshape(n * n, bm * nz)
         fwd, _ = self._rot.matrices(device, dtype)
-        rot = torch.sparse.mm(fwd[view], flat).view(n, n * bm * nz)  # [D, S·Bm·Z], contiguous
+        return torch.sparse.mm(fwd[view], flat).view(n, n, bm, nz)
+
+    def _attenuation_factors(self, view: int, device, dtype) -> torch.Tensor:
+        """Uncached ``[D, B_mu, S, Z]`` survival probabilities of view ``view``."""
+        r4 = self._rotated_mu(view, device, dtype)
+        n, _, bm, nz = r4.shape
+        rot = r4.view(n, -1)  # [D, S·Bm·Z]
         # Path from each plane to the detector: planes nearer than it, plus half of its own voxel,
         # Σ_{j' > j} μ_j' + μ_j / 2 = T − C_j + μ_j / 2 with C the inclusive sum from the far side.
         # torch.cumsum over a leading axis is a scalar loop (~5 ns per element here); one vector add
@@ -274,10 +287,7 @@ class SpectProjector(nn.Module):
         for j in range(1, n):
             cum[j].add_(cum[j - 1])
         att = cum.sub_(rot, alpha=0.5).sub_(cum[-1] + 0.5 * rot[-1]).mul_(self.grid.voxel_size_mm[0] / 10.0).exp_()
-        att = att.view(n, n, bm, nz).permute(0, 2, 1, 3)  # [D, Bm, S, Z]
-        if self.cache_attenuation:
-            self._att_cache[view] = att
-        return att
+        return att.view(n, n, bm, nz).permute(0, 2, 1, 3)  # [D, Bm, S, Z]
 
     # ---------------------------------------------------------------- the operator
     def _chunks(self, idx: list[int], batch_channels: int, itemsize: int) -> list[list[int]]:

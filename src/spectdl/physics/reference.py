@@ -22,24 +22,11 @@ class ReferenceProjector(SpectProjector):
 
     fused_forward = False
 
-    def _attenuation(self, view: int, device, dtype) -> torch.Tensor | None:
-        """``[D, B_mu, S, Z]`` survival probabilities for view ``view`` (far → near planes)."""
-        if self.mu_map is None:
-            return None
-        cached = self._att_cache.get(view)
-        if cached is not None and cached.device == torch.device(device) and cached.dtype == dtype:
-            return cached
-        mu = self.mu_map.to(device=device, dtype=dtype)
-        mu5 = mu if self.is_3d else mu.unsqueeze(-1)
-        n, nz, bm = self.grid.shape[0], mu5.shape[-1], mu5.shape[0]
-        flat = mu5[:, 0].permute(1, 2, 0, 3).reshape(n * n, bm * nz)
-        fwd, _ = self._rot.matrices(device, dtype)
-        rot = torch.sparse.mm(fwd[view], flat).reshape(n, n, bm, nz).permute(0, 2, 1, 3)  # [D, Bm, S, Z]
+    def _attenuation_factors(self, view: int, device, dtype) -> torch.Tensor:
+        """``[D, B_mu, S, Z]`` survival probabilities for view ``view``, on the permuted layout."""
+        rot = self._rotated_mu(view, device, dtype).permute(0, 2, 1, 3)  # [D, Bm, S, Z]
         dx_cm = self.grid.voxel_size_mm[0] / 10.0
         # Path from each plane to the detector: planes nearer than it, plus half of its own voxel.
         # Σ_{j' > j} μ_j' + μ_j / 2  =  Σ_all − cumsum_j + μ_j / 2
         beyond = rot.sum(0, keepdim=True) - torch.cumsum(rot, 0) + 0.5 * rot
-        att = torch.exp(beyond.mul_(-dx_cm))
-        if self.cache_attenuation:
-            self._att_cache[view] = att
-        return att
+        return torch.exp(beyond.mul_(-dx_cm))
