@@ -265,14 +265,25 @@ class SpectProjector(nn.Module):
             self._att_cache[view] = att
         return att
 
+    @staticmethod
+    def _columns(t5: torch.Tensor) -> torch.Tensor:
+        """``[B, C, n, n, Z]`` as the ``[n·n, B·C·Z]`` right-hand side of the sparse rotations."""
+        n = t5.shape[2]
+        return t5.permute(2, 3, 0, 1, 4).reshape(n * n, -1)
+
+    def _mu5(self, device, dtype) -> torch.Tensor | None:
+        """The μ map as ``[B_mu, 1, n, n, Z]`` on ``device`` in ``dtype`` (``None`` without one)."""
+        if self.mu_map is None:
+            return None
+        mu = self.mu_map.to(device=device, dtype=dtype)
+        return mu if self.is_3d else mu.unsqueeze(-1)
+
     def _rotated_mu(self, view: int, device, dtype) -> torch.Tensor:
         """The μ map rotated into view ``view``'s frame: ``[D, S, B_mu, Z]``, contiguous."""
-        mu = self.mu_map.to(device=device, dtype=dtype)
-        mu5 = mu if self.is_3d else mu.unsqueeze(-1)
-        n, nz, bm = self.grid.shape[0], mu5.shape[-1], mu5.shape[0]
-        flat = mu5[:, 0].permute(1, 2, 0, 3).reshape(n * n, bm * nz)
+        mu5 = self._mu5(device, dtype)
+        n = self.grid.shape[0]
         fwd, _ = self._rot.matrices(device, dtype)
-        return torch.sparse.mm(fwd[view], flat).view(n, n, bm, nz)
+        return torch.sparse.mm(fwd[view], self._columns(mu5)).view(n, n, mu5.shape[0], mu5.shape[-1])
 
     def _attenuation_factors(self, view: int, device, dtype) -> torch.Tensor:
         """Uncached ``[D, B_mu, S, Z]`` survival probabilities of view ``view``."""
@@ -290,12 +301,17 @@ class SpectProjector(nn.Module):
         return att.view(n, n, bm, nz).permute(0, 2, 1, 3)  # [D, Bm, S, Z]
 
     # ---------------------------------------------------------------- the operator
+    @staticmethod
+    def _split(idx: list[int], per_view_bytes: int, budget_mb: float) -> list[list[int]]:
+        """``idx`` in consecutive chunks of as many views as fit ``budget_mb`` (at least one)."""
+        size = max(1, int(budget_mb * 2**20 // per_view_bytes))
+        return [idx[i : i + size] for i in range(0, len(idx), size)]
+
     def _chunks(self, idx: list[int], batch_channels: int, itemsize: int) -> list[list[int]]:
         n = self.grid.shape[0]
         nz = self.grid.shape[2] if self.is_3d else 1
         per_view = n * n * nz * batch_channels * itemsize * 2  # rotated planes + their product
-        size = max(1, int(self.memory_budget_mb * 2**20 // per_view))
-        return [idx[i : i + size] for i in range(0, len(idx), size)]
+        return self._split(idx, per_view, self.memory_budget_mb)
 
     @contextlib.contextmanager
     def uncached(self):
@@ -308,43 +324,6 @@ class SpectProjector(nn.Module):
             yield self
         finally:
             self.cache_attenuation = saved
-
-    def _fused_kernels(self, blur: DepthBlur | None, chunk: list[int], device):
-        """Per-step three-tap coefficients of the views in ``chunk`` for :meth:`_A_fused`:
-        ``[(side, middle), …]`` along S and along Z (``None`` without that blur), each a Python
-        float when every view of the chunk has the same kernel (a circular orbit), else a
-        ``[Vc, 1, 1, 1]`` tensor."""
-        if blur is None:
-            return None, None
-        sel = torch.as_tensor(chunk, device=device)
-
-        def steps(inc):
-            if inc is None:
-                return None
-            k = inc.index_select(0, sel)  # [Vc, D-1, 3]
-            if bool((k == k[:1]).all()):
-                return [(float(a), float(m)) for a, m in k[0, :, :2].double().tolist()]
-            return [(k[:, j, 0].view(-1, 1, 1, 1), k[:, j, 1].view(-1, 1, 1, 1)) for j in range(k.shape[1])]
-
-        return steps(blur.inc_s), steps(blur.inc_z)
-
-    @staticmethod
-    def _three_tap_into(out: torch.Tensor, img: torch.Tensor, side, middle, dim: int) -> torch.Tensor:
-        """``out = [side, middle, side] ∗ img`` along ``dim`` with zero padding, written into ``out``."""
-        torch.mul(img, middle, out=out)
-        m = img.shape[dim]
-        if isinstance(side, float):
-            out.narrow(dim, 1, m - 1).add_(img.narrow(dim, 0, m - 1), alpha=side)
-            out.narrow(dim, 0, m - 1).add_(img.narrow(dim, 1, m - 1), alpha=side)
-        else:
-            out.narrow(dim, 1, m - 1).addcmul_(img.narrow(dim, 0, m - 1), side)
-            out.narrow(dim, 0, m - 1).addcmul_(img.narrow(dim, 1, m - 1), side)
-        return out
-
-    @staticmethod
-    def _fusable(blur: DepthBlur | None) -> bool:
-        """Whether :meth:`_A_fused` can apply ``blur``: every increment is a three-tap kernel."""
-        return blur is None or (blur.inc_s.shape[-1] == 3 and (blur.inc_z is None or blur.inc_z.shape[-1] == 3))
 
     def _A_fused(self, x5: torch.Tensor, idx: list[int], blur: DepthBlur | None) -> torch.Tensor:
         """``A x`` without autograd and without cached factors: ``[V, B, C, S, Z]``.
@@ -359,15 +338,13 @@ class SpectProjector(nn.Module):
         b, c, n, _, nz = x5.shape
         device, dtype = x5.device, x5.dtype
         fwd, _ = self._rot.matrices(device, dtype)
-        mu5 = None
-        if self.mu_map is not None:
-            mu = self.mu_map.to(device=device, dtype=dtype)
-            mu5 = mu if self.is_3d else mu.unsqueeze(-1)
+        mu5 = self._mu5(device, dtype)
         shared_mu = mu5 is not None and mu5.shape[0] == 1
         group = max(1, self.fused_columns // (c * nz))
         dx_cm = self.grid.voxel_size_mm[0] / 10.0
         out = x5.new_empty((len(idx), b, c, n, nz))
         work: dict[str, torch.Tensor] = {}
+        coefficients: dict[tuple[int, ...], tuple] = {}  # per chunk of views, shared by the groups
 
         def buf(name: str, shape: tuple) -> torch.Tensor:
             # Buffers are reused across chunks: fresh large allocations cost a page fault per 4 kB.
@@ -380,18 +357,17 @@ class SpectProjector(nn.Module):
             xb = x5[b0 : b0 + group]
             g = xb.shape[0]
             ca = g * c * nz
-            fa = xb.permute(2, 3, 0, 1, 4).reshape(n * n, ca)
-            fm = None
-            if mu5 is not None:
-                mb = mu5 if shared_mu else mu5[b0 : b0 + g]
-                fm = mb[:, 0].permute(1, 2, 0, 3).reshape(n * n, mb.shape[0] * nz)
+            fa = self._columns(xb)
+            fm = None if mu5 is None else self._columns(mu5 if shared_mu else mu5[b0 : b0 + g])
             pos = 0
             columns = ca + (0 if fm is None else fm.shape[1])
-            per_view = n * n * columns * x5.element_size()
-            size = max(1, int(self.fused_chunk_mb * 2**20 // per_view))
-            for chunk in [idx[i : i + size] for i in range(0, len(idx), size)]:
+            for chunk in self._split(idx, n * n * columns * x5.element_size(), self.fused_chunk_mb):
                 vc = len(chunk)
-                steps_s, steps_z = self._fused_kernels(blur, chunk, device)
+                key = tuple(chunk)
+                if key not in coefficients:
+                    coefficients[key] = ((None, None) if blur is None else
+                                         blur.step_coefficients(torch.as_tensor(chunk, device=device)))
+                steps_s, steps_z = coefficients[key]
                 rot_a = buf("rot_a", (vc, n, n, ca))  # [Vc, D, S, (g, C, Z)]
                 rot_m = None if fm is None else buf("rot_m", (vc, n, n, fm.shape[1]))
                 # One operand at a time, so that it stays in cache across the views.
@@ -400,7 +376,6 @@ class SpectProjector(nn.Module):
                 if rot_m is not None:
                     for k, v in enumerate(chunk):
                         rot_m[k] = torch.sparse.mm(fwd[v], fm).view(n, n, -1)
-                if rot_m is not None:
                     total = torch.sum(rot_m, 1, out=buf("total", (vc, n, fm.shape[1])))  # [Vc, S, (gm, Z)]
                     cum = buf("cum", total.shape).zero_()
                     surv = buf("surv", total.shape)
@@ -426,10 +401,10 @@ class SpectProjector(nn.Module):
                         new = acc
                     else:
                         side, middle = steps_s[j - 1]
-                        new = self._three_tap_into(tmp, acc, side, middle, 1)
+                        new = blur.three_tap_into(tmp, acc, side, middle, 1)
                         if steps_z is not None:
                             side, middle = steps_z[j - 1]
-                            new = self._three_tap_into(tmp2, new, side, middle, 3)
+                            new = blur.three_tap_into(tmp2, new, side, middle, 3)
                     new5 = new.view(vc, n, g, c, nz)
                     if rot_m is None:
                         new5.add_(plane)
@@ -457,10 +432,10 @@ class SpectProjector(nn.Module):
         device, dtype = x.device, x.dtype
         fwd, _ = self._rot.matrices(device, dtype)
         blur = self._blur(device, dtype)
-        flat = x5.permute(2, 3, 0, 1, 4).reshape(n * n, nb * nz)
+        flat = self._columns(x5)
         # Without autograd, views are written straight into one preallocated buffer per chunk.
         inplace = not (torch.is_grad_enabled() and (x.requires_grad or (self.mu_map is not None and self.mu_map.requires_grad)))
-        if self.fused_forward and inplace and (self.mu_map is None or not self.cache_attenuation) and self._fusable(blur):
+        if self.fused_forward and inplace and (self.mu_map is None or not self.cache_attenuation) and (blur is None or blur.is_three_tap):
             y = self._A_fused(x5, idx, blur).permute(1, 2, 0, 3, 4)
             return y if self.is_3d else y[..., 0]
         out = []

@@ -133,16 +133,46 @@ class DepthBlur:
 
         return DepthBlur(pick(self.inc_s), pick(self.base_s), pick(self.inc_z), pick(self.base_z))
 
+    @property
+    def is_three_tap(self) -> bool:
+        """Whether every increment (radial and axial) is a three-tap kernel."""
+        return self.inc_s.shape[-1] == 3 and (self.inc_z is None or self.inc_z.shape[-1] == 3)
+
+    def step_coefficients(self, index: torch.Tensor) -> tuple[list | None, list | None]:
+        """Three-tap increments of groups ``index`` as ``[(side, middle)]`` per depth step, radial
+        and axial (``None`` without an axial blur): Python floats when all those groups share the
+        kernels (a circular orbit), else ``[G, 1, 1, 1]`` tensors. Needs :attr:`is_three_tap`."""
+
+        def steps(inc):
+            if inc is None:
+                return None
+            k = inc.index_select(0, index)  # [G, D-1, 3]
+            if bool((k == k[:1]).all()):
+                return [(float(a), float(m)) for a, m in k[0, :, :2].double().tolist()]
+            return [(k[:, j, 0].view(-1, 1, 1, 1), k[:, j, 1].view(-1, 1, 1, 1)) for j in range(k.shape[1])]
+
+        return steps(self.inc_s), steps(self.inc_z)
+
     @staticmethod
-    def _three_tap(img: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
-        """``[a, 1−2a, a]`` along ``dim`` (1 or 2) with zero padding, by shifted adds: for these
-        tiny kernels this is far cheaper than a grouped convolution call."""
-        side = k[:, 0].view(-1, 1, 1)
-        out = img * k[:, 1].view(-1, 1, 1)
+    def three_tap_into(out: torch.Tensor | None, img: torch.Tensor, side, middle, dim: int) -> torch.Tensor:
+        """``[side, middle, side] ∗ img`` along ``dim`` with zero padding, by shifted adds (for these
+        tiny kernels far cheaper than a grouped convolution call), written into ``out`` (``None``: a
+        new tensor, as autograd needs); ``side`` and ``middle`` are floats or tensors that broadcast
+        against ``img``."""
+        out = img * middle if out is None else torch.mul(img, middle, out=out)
         n = img.shape[dim]
-        out.narrow(dim, 1, n - 1).addcmul_(img.narrow(dim, 0, n - 1), side)
-        out.narrow(dim, 0, n - 1).addcmul_(img.narrow(dim, 1, n - 1), side)
+        if isinstance(side, float):
+            out.narrow(dim, 1, n - 1).add_(img.narrow(dim, 0, n - 1), alpha=side)
+            out.narrow(dim, 0, n - 1).add_(img.narrow(dim, 1, n - 1), alpha=side)
+        else:
+            out.narrow(dim, 1, n - 1).addcmul_(img.narrow(dim, 0, n - 1), side)
+            out.narrow(dim, 0, n - 1).addcmul_(img.narrow(dim, 1, n - 1), side)
         return out
+
+    @classmethod
+    def _three_tap(cls, img: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
+        """``[a, 1−2a, a]`` per group along ``dim`` (1 or 2) of ``img [G, S, Z]``, kernels ``k [G, 3]``."""
+        return cls.three_tap_into(None, img, k[:, 0].view(-1, 1, 1), k[:, 1].view(-1, 1, 1), dim)
 
     @classmethod
     def _conv(cls, img: torch.Tensor, ks: torch.Tensor, kz: torch.Tensor | None) -> torch.Tensor:
