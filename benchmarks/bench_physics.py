@@ -169,6 +169,34 @@ def _align(peer, ours):
     return best
 
 
+def pytomography_system(grid, orbit, coll, mu_map):
+    """PyTomography 3.4's system matrix for a cubic ``grid``, a circular ``orbit`` over 360° and
+    ``coll`` (its Gaussian σ(r) is given spectdl's ``Collimator.sigma_mm``), with attenuation
+    ``mu_map [1, 1, n, n, n]`` (cm⁻¹) or none."""
+    import numpy as np
+    from pytomography.metadata.SPECT import SPECTObjectMeta, SPECTProjMeta, SPECTPSFMeta
+    from pytomography.projectors.SPECT import SPECTSystemMatrix
+    from pytomography.transforms.SPECT import SPECTAttenuationTransform, SPECTPSFTransform
+
+    n = grid.shape[0]
+    dx_cm = grid.voxel_size_mm[0] / 10
+
+    def sigma_cm(r, *_):  # r: distance to the collimator in cm, a numpy array or a tensor (as given)
+        if isinstance(r, torch.Tensor):
+            sig = coll.sigma_mm(r.detach().cpu().numpy().astype(np.float64) * 10.0) / 10.0
+            return torch.as_tensor(sig, dtype=r.dtype if r.is_floating_point() else torch.float32, device=r.device)
+        return np.asarray(coll.sigma_mm(np.asarray(r, dtype=np.float64) * 10.0)) / 10.0
+
+    obj = SPECTObjectMeta([dx_cm] * 3, [n] * 3)
+    proj = SPECTProjMeta((n, n), [dx_cm, dx_cm], np.asarray(orbit.angles_deg),
+                         np.asarray(orbit.radius_mm) / 10)
+    psf = SPECTPSFMeta((0.0, 0.0), sigma_fit=sigma_cm, kernel_dimensions="2D")
+    transforms = ([SPECTAttenuationTransform(mu_map[0, 0].clone())] if mu_map is not None else []) + \
+        [SPECTPSFTransform(psf)]
+    return SPECTSystemMatrix(obj2obj_transforms=transforms, proj2proj_transforms=[], object_meta=obj,
+                             proj_meta=proj)
+
+
 def bench_pytomography(n, repeats, rows, *, radius_mm: float = 250.0, voxel_mm: float = 4.42):
     """PyTomography 3.4 and spectdl on one object, μ map, orbit and collimator, interleaved in this run.
 
@@ -179,9 +207,6 @@ def bench_pytomography(n, repeats, rows, *, radius_mm: float = 250.0, voxel_mm: 
         import pytomography
         from pytomography.algorithms import OSEM
         from pytomography.likelihoods import PoissonLogLikelihood
-        from pytomography.metadata.SPECT import SPECTObjectMeta, SPECTProjMeta, SPECTPSFMeta
-        from pytomography.projectors.SPECT import SPECTSystemMatrix
-        from pytomography.transforms.SPECT import SPECTAttenuationTransform, SPECTPSFTransform
     except ImportError:
         rows.append(("PyTomography", "not installed (pip install pytomography==3.4.0)", float("nan"), None))
         return
@@ -195,22 +220,9 @@ def bench_pytomography(n, repeats, rows, *, radius_mm: float = 250.0, voxel_mm: 
     mu, body = body_mu(grid, device, torch.float32)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand((1, 1) + grid.shape, generator=gen) * body[None, None, :, :, None]
-    dx_cm = voxel_mm / 10
-
-    def sigma_cm(r, *_):  # r: distance to the collimator in cm, a numpy array or a tensor (as given)
-        if isinstance(r, torch.Tensor):
-            sig = coll.sigma_mm(r.detach().cpu().numpy().astype(np.float64) * 10.0) / 10.0
-            return torch.as_tensor(sig, dtype=r.dtype if r.is_floating_point() else torch.float32, device=r.device)
-        return np.asarray(coll.sigma_mm(np.asarray(r, dtype=np.float64) * 10.0)) / 10.0
 
     def peer_system(mu_map):
-        obj = SPECTObjectMeta([dx_cm] * 3, [n] * 3)
-        proj = SPECTProjMeta((n, n), [dx_cm, dx_cm], np.arange(120) * 3.0, np.full(120, radius_mm / 10))
-        psf = SPECTPSFMeta((0.0, 0.0), sigma_fit=sigma_cm, kernel_dimensions="2D")
-        transforms = ([SPECTAttenuationTransform(mu_map[0, 0].clone())] if mu_map is not None else []) + \
-            [SPECTPSFTransform(psf)]
-        return SPECTSystemMatrix(obj2obj_transforms=transforms, proj2proj_transforms=[], object_meta=obj,
-                                 proj_meta=proj)
+        return pytomography_system(grid, orbit, coll, mu_map)
 
     label = f"{n}^3, 120 views (peer)"
     P = SpectProjector(grid, orbit, coll, mu)

@@ -322,9 +322,9 @@ def test_depth_blur_adjoint(case):
     s = 9
     blur = DepthBlur.from_variances(var_s, var_z, dtype=F64)
     if case.startswith("3tap"):
-        assert blur.inc_s.shape[-1] == 3  # the shifted-add branch
+        assert blur.step_s.shape[-1] == 3  # the shifted-add branch
     else:
-        assert blur.inc_s.shape[-1] > 3  # the grouped-convolution branch
+        assert blur.step_s.shape[-1] > 3  # the grouped-convolution branch
     n_in = d * g * s * nz
     planes = torch.eye(n_in, dtype=F64).reshape(n_in, d, g, s, nz)
     fwd = torch.stack([blur.forward(p) for p in planes])  # [n_in, G, S, Z]

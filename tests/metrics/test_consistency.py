@@ -42,9 +42,13 @@ def _expected_deviance_per_bin(mu: np.ndarray) -> np.ndarray:
 
 
 def _expected_deviance_many(mu: np.ndarray) -> np.ndarray:
-    """The same for many bins: exact on 3000 log-spaced means, interpolated (E[d] is smooth in log μ)."""
-    nodes = np.geomspace(mu.min(), mu.max(), 3000)
-    return np.interp(np.log(mu), np.log(nodes), _expected_deviance_per_bin(nodes))
+    """The same for many bins: exact on 3000 log-spaced means, interpolated (E[d] is smooth in log μ);
+    0 where μ = 0 (such a bin always counts 0, which the model predicts exactly)."""
+    out = np.zeros_like(mu, dtype=np.float64)
+    pos = mu > 0
+    nodes = np.geomspace(mu[pos].min(), mu[pos].max(), 3000)
+    out[pos] = np.interp(np.log(mu[pos]), np.log(nodes), _expected_deviance_per_bin(nodes))
+    return out
 
 
 # ----------------------------------------------------------------------------- poisson_deviance

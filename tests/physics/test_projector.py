@@ -278,3 +278,73 @@ def test_integer_subsets_of_numpy_and_tensor_types_are_accepted():
     ref = P.A(x, [1, 3])
     torch.testing.assert_close(P.A(x, np.array([1, 3])), ref, rtol=0, atol=0)
     torch.testing.assert_close(P.A(x, torch.tensor([1, 3])), ref, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- the attenuation memory budget
+def _budget_case(**kw):
+    grid = VoxelGrid((20, 20, 6), 4.0)
+    orbit = Orbit.circular(12, 110.0)
+    gen = torch.Generator().manual_seed(11)
+    mu = 0.3 * torch.rand((2, 1) + grid.shape, generator=gen, dtype=F64)
+    x = torch.rand((2, 1) + grid.shape, generator=gen, dtype=F64)
+    return SpectProjector(grid, orbit, LEHR, mu, **kw), x
+
+
+def _cache_bytes(P):
+    return sum(t.numel() * t.element_size() for t in P._att_cache.values())
+
+
+def test_attenuation_storage_follows_the_budget():
+    P, _ = _budget_case()
+    full = 12 * 2 * 20 * 20 * 6 * 8  # views · B_mu · voxels · float64
+    assert P.attenuation_cache_bytes(F64) == full
+    assert P.attenuation_storage(F64) == "full"
+    P.attenuation_cache_mb = full / 2**20 * 0.9  # float64 no longer fits, float16 (a quarter) does
+    assert P.attenuation_storage(F64) == "half"
+    P.attenuation_cache_mb = full / 2**20 * 0.2  # not even float16
+    assert P.attenuation_storage(F64) == "recompute"
+    P.attenuation_cache_mb = full / 2**20 * 0.9
+    P.over_budget = "recompute"
+    assert P.attenuation_storage(F64) == "recompute"
+    P.cache_attenuation = False
+    assert P.attenuation_storage() == "recompute"
+    P.set_mu_map(None)
+    assert P.attenuation_storage() == "none"
+
+
+@pytest.mark.parametrize("mode", ["half", "recompute"])
+def test_over_budget_modes_keep_the_operator(mode):
+    ref, x = _budget_case()
+    y_ref, b_ref = ref.A(x), ref.A_adjoint(ref.A(x))
+    budget = ref.attenuation_cache_bytes(F64) / 2**20 * 0.5
+    P, _ = _budget_case(attenuation_cache_mb=budget, over_budget=mode)
+    assert P.attenuation_storage(F64) == mode
+    y = P.A(x)
+    b = P.A_adjoint(y_ref)
+    assert _cache_bytes(P) <= budget * 2**20
+    err_y = float((y - y_ref).norm() / y_ref.norm())
+    err_b = float((b - b_ref).norm() / b_ref.norm())
+    if mode == "recompute":
+        assert _cache_bytes(P) == 0
+        assert err_y < 1e-12 and err_b < 1e-12
+    else:
+        # float16 keeps 11 significant bits: factors within 2⁻¹¹ relative, so the projection too.
+        assert all(t.dtype == torch.float16 for t in P._att_cache.values())
+        assert 1e-6 < err_y < 2.0**-11 and 1e-6 < err_b < 2.0**-11
+    res = P.adjointness_test(batch=2, generator=torch.Generator().manual_seed(5))
+    assert res.relative_error < 1e-12  # the same rounded factors both ways: still a matched pair
+
+
+def test_cache_keeps_one_dtype_at_a_time():
+    P, x = _budget_case()
+    P.A(x)
+    assert _cache_bytes(P) == P.attenuation_cache_bytes(F64)
+    P.A(x.float())
+    assert _cache_bytes(P) == P.attenuation_cache_bytes(torch.float32)
+
+
+@pytest.mark.parametrize("kw, field", [({"attenuation_cache_mb": -1}, "attenuation_cache_mb"),
+                                       ({"over_budget": "drop"}, "over_budget")])
+def test_bad_budget_arguments_name_the_field(kw, field):
+    with pytest.raises(InputError, match=field):
+        _budget_case(**kw)

@@ -9,7 +9,7 @@ from scipy.stats import norm
 from spectdl.errors import InputError
 from spectdl.geometry import Collimator, Orbit, VoxelGrid
 from spectdl.physics import SpectProjector
-from spectdl.physics.psf import planar_response
+from spectdl.physics.psf import planar_response, split_variances, step_kernels
 
 
 def _moments(img: np.ndarray, axis: int) -> tuple[float, float]:
@@ -63,20 +63,29 @@ def _pixel_gaussian(centre: int, size: int, sigma_px: float) -> np.ndarray:
     return np.diff(norm.cdf(edges / sigma_px))
 
 
-@pytest.mark.parametrize("case", ["radial 2-D, 2 mm, R 150 mm", "radial 2-D, 3 mm, R 250 mm",
-                                  "axial 3-D, 3 mm, R 250 mm", "axial 3-D, 2.5 mm, R 200 mm",
-                                  "axial 3-D, 4 mm, R 250 mm"])
+SHAPE_CASES = {  # axis, pixel mm, orbit radius mm, transaxial size
+    "radial 2-D, 2 mm, R 150 mm": ("radial", 2.0, 150.0, 96),
+    "radial 2-D, 3 mm, R 250 mm": ("radial", 3.0, 250.0, 96),
+    "axial 3-D, 3 mm, R 250 mm": ("axial", 3.0, 250.0, 48),
+    "axial 3-D, 2.5 mm, R 200 mm": ("axial", 2.5, 200.0, 48),
+    "axial 3-D, 4 mm, R 250 mm": ("axial", 4.0, 250.0, 48),
+    # Clinical 128² grids are wider (566–614 mm) than the orbit: σ is under a pixel near the
+    # collimator. The recursion of one variance step per plane was 17–19 % too peaked here.
+    "radial 2-D, 4.42 mm, R 250 mm": ("radial", 4.42, 250.0, 128),
+    "radial 2-D, 4.8 mm, R 200 mm": ("radial", 4.8, 200.0, 128),
+    "axial 3-D, 4.42 mm, R 250 mm": ("axial", 4.42, 250.0, 128),
+}
+
+
+@pytest.mark.parametrize("case", list(SHAPE_CASES))
 def test_point_response_is_the_pixel_integrated_gaussian_of_the_collimator_at_every_depth(case):
     """A point at a voxel centre, view 0 (the rotation is then an exact permutation), no attenuation:
     its projection must be the detector-pixel integral of the Gaussian of ``Collimator.fwhm_mm(b)``
-    (scipy's normal CDF), within 5 % relative L2, at every depth (near, centre and far planes)."""
-    axis, px, radius = {"radial 2-D, 2 mm, R 150 mm": ("radial", 2.0, 150.0),
-                        "radial 2-D, 3 mm, R 250 mm": ("radial", 3.0, 250.0),
-                        "axial 3-D, 3 mm, R 250 mm": ("axial", 3.0, 250.0),
-                        "axial 3-D, 2.5 mm, R 200 mm": ("axial", 2.5, 200.0),
-                        "axial 3-D, 4 mm, R 250 mm": ("axial", 4.0, 250.0)}[case]
+    (scipy's normal CDF), within 2 % relative L2 (the issue asks 5 %), at every
+    depth in front of the collimator (near, centre and far planes)."""
+    axis, px, radius, n = SHAPE_CASES[case]
     lehr = Collimator.preset("LEHR")
-    n, nz = (96, None) if axis == "radial" else (48, 41)
+    nz = None if axis == "radial" else 41
     grid = VoxelGrid((n, n) if nz is None else (n, n, nz), px)
     proj = SpectProjector(grid, Orbit.circular(4, radius), lehr)
     centre = n // 2
@@ -90,9 +99,32 @@ def test_point_response_is_the_pixel_integrated_gaussian_of_the_collimator_at_ev
         y = proj.A(x, subset=[0])[0, 0, 0]
         profile = (y if nz is None else y.sum(0)).numpy()  # axial: the marginal over radial bins
         b_mm = radius - (iy - (n - 1) / 2) * px
+        if b_mm < 0:  # behind the collimator face
+            continue
         ref = _pixel_gaussian(centre if nz is None else nz // 2, profile.size, lehr.sigma_mm(b_mm) / px)
         assert profile.sum() == pytest.approx(1.0, abs=1e-6)
         errors.append(np.linalg.norm(profile - ref) / np.linalg.norm(ref))
-    assert max(errors) < 0.05, [round(e, 4) for e in errors]
-    # Nearest planes see the exact base kernel and few increments: their error is the smallest.
+    # The issue's bound is 5 %; the module docstring claims about 1.5 %, so hold it to 2 %.
+    assert max(errors) < 0.02, [round(e, 4) for e in errors]
+    # Nearest planes take no steps: their residual kernel is the target itself.
     assert errors[-1] < 0.01
+
+
+def test_steps_add_exactly_a_third_of_a_pixel_squared_without_kurtosis():
+    """``S^k`` for ``S = [1/6, 2/3, 1/6]``: variance ``k/3`` and fourth cumulant ``m4 − 3·m2² = 0``
+    (the binomial-like sum of ``k`` independent steps, each of zero excess kurtosis)."""
+    kernels = step_kernels(np.arange(6))
+    n = np.arange(kernels.shape[-1]) - kernels.shape[-1] // 2
+    for k, kern in enumerate(kernels):
+        assert kern.sum() == pytest.approx(1.0, abs=1e-15)
+        m2, m4 = (kern * n**2).sum(), (kern * n**4).sum()
+        assert m2 == pytest.approx(k / 3, abs=1e-14)
+        assert m4 - 3 * m2**2 == pytest.approx(0.0, abs=1e-13)
+
+
+def test_variances_split_into_steps_and_a_residual():
+    v = np.array([0.0, 0.3, 0.8333, 0.84, 1.2, 5.0, 31.7])
+    m, r = split_variances(v)
+    np.testing.assert_allclose(m / 3 + r, v, rtol=0, atol=1e-12)
+    assert list(m[:3]) == [0, 0, 0] and np.array_equal(r[:3], v[:3])  # below 5/6: no step
+    assert np.all((r[3:] >= 0.5 - 1e-12) & (r[3:] < 5 / 6))

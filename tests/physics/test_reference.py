@@ -113,3 +113,24 @@ def test_wide_increments_fall_back_to_the_per_view_path():
     assert not blur.is_three_tap
     with torch.no_grad():
         assert torch.allclose(new.A(x), ref.A(x), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("orbit, products", [
+    (Orbit.circular(24, 150.0), 6),  # 15° steps: four views per rotation
+    (Orbit.circular(24, 150.0, 360.0, 45.0, "cw"), 6),
+    (Orbit.circular(10, 150.0, 70.0), 10),  # 7° steps over 70°: no two views 90° apart
+])
+def test_views_a_quarter_turn_apart_share_one_rotation(monkeypatch, orbit, products):
+    """``R_{θ+90°}`` is a permutation of ``R_θ`` on the centred square grid, so the fused path does
+    one sparse product per set of views 90° apart, and still equals the per-view path."""
+    grid = VoxelGrid((32, 32), 3.0)
+    x, mu = _inputs(grid, 2, 2, 1, torch.float64)
+    new, ref = _pair(grid, orbit, LEHR, mu)
+    with torch.no_grad():
+        y_ref = ref.A(x)
+        calls = []
+        real_mm = torch.sparse.mm
+        monkeypatch.setattr(torch.sparse, "mm", lambda *a: calls.append(1) or real_mm(*a))
+        y_new = new.A(x)
+    assert len(calls) == 2 * products  # activity and μ
+    assert float((y_new - y_ref).norm() / y_ref.norm()) < 1e-13

@@ -44,6 +44,7 @@ from spectdl.physics.rotation import RotationBank
 # A mu_map above this (cm⁻¹) is almost certainly in HU or in the wrong unit: lead at 140 keV is 27,
 # but no patient tissue exceeds ~0.6 at SPECT energies.
 _MAX_PLAUSIBLE_MU_PER_CM = 3.0
+_OVER_BUDGET = ("half", "recompute")
 
 
 class AdjointnessResult(NamedTuple):
@@ -79,7 +80,13 @@ class SpectProjector(nn.Module):
             attenuation.
         memory_budget_mb: working memory per chunk of views; larger is faster.
         cache_attenuation: keep the attenuation factors of every view once computed (OSEM calls
-            the projector many times with one ``mu_map``); costs ``n_angles·n³`` floats.
+            the projector many times with one ``mu_map``); costs ``n_angles·n³`` floats per μ map.
+        attenuation_cache_mb: the most memory the attenuation cache may take. A cache that would
+            exceed it is kept as ``over_budget`` says (see :meth:`attenuation_storage`).
+        over_budget: ``"half"`` stores the factors in float16 (half the memory; they are upcast
+            where used, and forward and back-projection use the same rounded factors, so the pair
+            stays matched), falling back to ``"recompute"`` when even that exceeds the budget;
+            ``"recompute"`` computes them again for every view of every call (no cache memory).
         check_input: validate tensors on every call (NaN, negative activity, shapes).
     """
 
@@ -96,6 +103,8 @@ class SpectProjector(nn.Module):
         *,
         memory_budget_mb: float = 256.0,
         cache_attenuation: bool = True,
+        attenuation_cache_mb: float = 2048.0,
+        over_budget: str = "half",
         check_input: bool = True,
     ) -> None:
         super().__init__()
@@ -117,12 +126,20 @@ class SpectProjector(nn.Module):
         self.collimator = collimator
         self.memory_budget_mb = float(memory_budget_mb)
         self.cache_attenuation = bool(cache_attenuation)
+        if not (isinstance(attenuation_cache_mb, (int, float)) and attenuation_cache_mb >= 0):
+            raise InputError(f"attenuation_cache_mb: {attenuation_cache_mb!r}; expected a size in MB >= 0")
+        if over_budget not in _OVER_BUDGET:
+            raise InputError(f"over_budget: {over_budget!r}; expected one of {', '.join(map(repr, _OVER_BUDGET))}")
+        self.attenuation_cache_mb = float(attenuation_cache_mb)
+        self.over_budget = over_budget
         self.check_input = bool(check_input)
         self.fused_chunk_mb = 32.0  # rotated planes of one chunk of views in the fused forward path
         self.fused_columns = 16  # images per sparse product in the fused forward path
         self._rot = RotationBank.shared(nx, orbit.angles_deg)
         self._blur_cache: dict[tuple, DepthBlur] = {}
-        self._att_cache: dict[int, torch.Tensor] = {}
+        self._turn_cache: dict[tuple, torch.Tensor] = {}
+        self._att_cache: dict[int, torch.Tensor] = {}  # per view, for one device and dtype
+        self._att_key: tuple | None = None
         self.mu_map: torch.Tensor | None = None
         self.set_mu_map(mu_map)
 
@@ -253,17 +270,48 @@ class SpectProjector(nn.Module):
         return y
 
     # ---------------------------------------------------------------- attenuation
-    def _attenuation(self, view: int, device, dtype) -> torch.Tensor | None:
-        """``[D, B_mu, S, Z]`` survival probabilities for view ``view`` (far → near planes)."""
+    def attenuation_cache_bytes(self, dtype: torch.dtype = torch.float32) -> int:
+        """Bytes the attenuation factors of every view take in ``dtype``: ``n_angles · B_mu · n² · n_z``
+        elements (0 without a μ map)."""
         if self.mu_map is None:
+            return 0
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return self.n_angles * self.mu_map.shape[0] * math.prod(self.grid.shape) * itemsize
+
+    def attenuation_storage(self, dtype: torch.dtype = torch.float32) -> str:
+        """How the attenuation factors of a ``dtype`` computation are kept: ``"none"`` (no μ map),
+        ``"full"`` (cached in ``dtype``), ``"half"`` (cached in float16) or ``"recompute"``
+        (not cached: ``cache_attenuation`` is off, or the cache would exceed
+        ``attenuation_cache_mb``)."""
+        if self.mu_map is None:
+            return "none"
+        if not self.cache_attenuation:
+            return "recompute"
+        budget = self.attenuation_cache_mb * 2**20
+        if self.attenuation_cache_bytes(dtype) <= budget:
+            return "full"
+        if self.over_budget == "half" and self.attenuation_cache_bytes(torch.float16) <= budget:
+            return "half"
+        return "recompute"
+
+    def _attenuation(self, view: int, device, dtype) -> torch.Tensor | None:
+        """``[D, B_mu, S, Z]`` survival probabilities for view ``view`` (far → near planes) in
+        ``dtype`` (rounded to float16 first where the cache is kept in half precision)."""
+        storage = self.attenuation_storage(dtype)
+        if storage == "none":
             return None
-        cached = self._att_cache.get(view)
-        if cached is not None and cached.device == torch.device(device) and cached.dtype == dtype:
-            return cached
-        att = self._attenuation_factors(view, device, dtype)
-        if self.cache_attenuation:
-            self._att_cache[view] = att
-        return att
+        key = (torch.device(device), dtype)
+        if key != self._att_key:  # one device and dtype at a time, so the budget holds
+            self._att_cache, self._att_key = {}, key
+        att = self._att_cache.get(view)
+        if att is None:
+            att = self._attenuation_factors(view, device, dtype)
+            if storage == "half":
+                att = att.to(torch.float16)
+            if storage != "recompute":
+                self._att_cache[view] = att
+        # Upcast once: a float32 × float16 product is ~3× slower here than the cast and a float32 one.
+        return att.to(dtype)
 
     @staticmethod
     def _columns(t5: torch.Tensor) -> torch.Tensor:
@@ -310,7 +358,7 @@ class SpectProjector(nn.Module):
     def _chunks(self, idx: list[int], batch_channels: int, itemsize: int) -> list[list[int]]:
         n = self.grid.shape[0]
         nz = self.grid.shape[2] if self.is_3d else 1
-        per_view = n * n * nz * batch_channels * itemsize * 2  # rotated planes + their product
+        per_view = n * n * nz * batch_channels * itemsize * 3  # rotated planes, their product, its blur
         return self._split(idx, per_view, self.memory_budget_mb)
 
     @contextlib.contextmanager
@@ -325,15 +373,64 @@ class SpectProjector(nn.Module):
         finally:
             self.cache_attenuation = saved
 
+    def _quarter_turn(self, view: int) -> tuple[float, int]:
+        """View ``view``'s angle as ``r + 90°·q``: ``(r, q)`` with ``0 ≤ r < 90`` and ``q`` in 0..3."""
+        a = float(self.orbit.angles_deg[view])
+        r = round(a % 90.0, 6) % 90.0
+        return r, int(round((a - r) / 90.0)) % 4
+
+    def _quarter_turn_order(self, idx: list[int]) -> list[int]:
+        """The positions of ``idx`` reordered so that views a multiple of 90° apart are adjacent
+        (and so fall in one chunk, where :meth:`_rotate_into` turns one rotation into the others)."""
+        groups: dict[float, list[int]] = {}
+        for p, v in enumerate(idx):
+            groups.setdefault(self._quarter_turn(v)[0], []).append(p)
+        return [p for members in groups.values() for p in members]
+
+    def _rotate_into(self, dst: torch.Tensor, columns: torch.Tensor, chunk: list[int], fwd: list) -> None:
+        """``dst[k] = R_{chunk[k]} · columns`` as ``[D, S, cols]`` for every view of ``chunk``.
+
+        A view a multiple of 90° from one already rotated in the chunk is a permutation of it: the
+        grid is square and centred, so by the rotation's definition (:mod:`~spectdl.physics.rotation`)
+        ``R_{θ+90°}[d, s] = R_θ[s, n−1−d]``. The bilinear weights are then the same numbers up to the
+        rounding of ``cos`` and ``sin`` (a relative 1e-16), and one sparse product does four views.
+        """
+        n = self.grid.shape[0]
+        seen: dict[float, tuple[int, int]] = {}
+        for k, v in enumerate(chunk):
+            r, q = self._quarter_turn(v)
+            if r not in seen:
+                dst[k] = torch.sparse.mm(fwd[v], columns).view(n, n, -1)
+                seen[r] = (k, q)
+                continue
+            k0, q0 = seen[r]
+            turns = (q - q0) % 4
+            rows = self._turn_rows(turns, dst.device)
+            torch.index_select(dst[k0].view(n * n, -1), 0, rows, out=dst[k].view(n * n, -1))
+
+    def _turn_rows(self, turns: int, device) -> torch.Tensor:
+        """For ``turns`` quarter turns: the row ``[d·n + s]`` of a rotated image that each row of
+        the image ``turns`` × 90° further on comes from (``[n²]`` int64, cached)."""
+        key = (turns, torch.device(device))
+        rows = self._turn_cache.get(key)
+        if rows is None:
+            n = self.grid.shape[0]
+            idx = torch.arange(n * n, device=device).view(n, n)  # source rows, [d, s]
+            for _ in range(turns):  # one quarter turn: new[d, s] = old[s, n−1−d]
+                idx = idx.flip(1).transpose(0, 1)
+            rows = self._turn_cache[key] = idx.reshape(-1).contiguous()
+        return rows
+
     def _A_fused(self, x5: torch.Tensor, idx: list[int], blur: DepthBlur | None) -> torch.Tensor:
         """``A x`` without autograd and without cached factors: ``[V, B, C, S, Z]``.
 
         The same operator as the per-view path, computed depth plane by depth plane for all views
         of a chunk at once: samples go through in groups small enough that one view's rotated
         planes stay in cache (about 16 columns of the sparse product), and the attenuation sum,
-        the survival factor and the incremental blur of plane ``j`` are one short sequence of
-        vector operations on ``[Vc, S, columns]``. The per-view path's attenuation and blur each
-        made a full pass over every rotated plane; this makes one.
+        the survival factor, plane ``j``'s residual blur and the recursion's step are one short
+        sequence of vector operations on ``[Vc, S, columns]``. The per-view path's attenuation and
+        blur each made a full pass over every rotated plane; this makes one. Views are taken in
+        sets a multiple of 90° apart, which share one sparse product (:meth:`_rotate_into`).
         """
         b, c, n, _, nz = x5.shape
         device, dtype = x5.device, x5.dtype
@@ -345,6 +442,7 @@ class SpectProjector(nn.Module):
         out = x5.new_empty((len(idx), b, c, n, nz))
         work: dict[str, torch.Tensor] = {}
         coefficients: dict[tuple[int, ...], tuple] = {}  # per chunk of views, shared by the groups
+        order = self._quarter_turn_order(idx)
 
         def buf(name: str, shape: tuple) -> torch.Tensor:
             # Buffers are reused across chunks: fresh large allocations cost a page fault per 4 kB.
@@ -359,29 +457,32 @@ class SpectProjector(nn.Module):
             ca = g * c * nz
             fa = self._columns(xb)
             fm = None if mu5 is None else self._columns(mu5 if shared_mu else mu5[b0 : b0 + g])
-            pos = 0
             columns = ca + (0 if fm is None else fm.shape[1])
-            for chunk in self._split(idx, n * n * columns * x5.element_size(), self.fused_chunk_mb):
+            for where in self._split(order, n * n * columns * x5.element_size(), self.fused_chunk_mb):
+                chunk = [idx[p] for p in where]
                 vc = len(chunk)
                 key = tuple(chunk)
                 if key not in coefficients:
-                    coefficients[key] = ((None, None) if blur is None else
-                                         blur.step_coefficients(torch.as_tensor(chunk, device=device)))
-                steps_s, steps_z = coefficients[key]
+                    sel = torch.as_tensor(chunk, device=device)
+                    coefficients[key] = ((None, None, None, None) if blur is None else
+                                         blur.step_coefficients(sel) + blur.residual_coefficients(sel))
+                steps_s, steps_z, res_s, res_z = coefficients[key]
                 rot_a = buf("rot_a", (vc, n, n, ca))  # [Vc, D, S, (g, C, Z)]
                 rot_m = None if fm is None else buf("rot_m", (vc, n, n, fm.shape[1]))
                 # One operand at a time, so that it stays in cache across the views.
-                for k, v in enumerate(chunk):
-                    rot_a[k] = torch.sparse.mm(fwd[v], fa).view(n, n, ca)
+                self._rotate_into(rot_a, fa, chunk, fwd)
                 if rot_m is not None:
-                    for k, v in enumerate(chunk):
-                        rot_m[k] = torch.sparse.mm(fwd[v], fm).view(n, n, -1)
+                    self._rotate_into(rot_m, fm, chunk, fwd)
                     total = torch.sum(rot_m, 1, out=buf("total", (vc, n, fm.shape[1])))  # [Vc, S, (gm, Z)]
                     cum = buf("cum", total.shape).zero_()
                     surv = buf("surv", total.shape)
-                acc = buf("acc", (vc, n, g * c, nz))
-                tmp = buf("tmp", acc.shape) if steps_s is not None else None
-                tmp2 = buf("tmp2", acc.shape) if steps_z is not None else None
+                shape4 = (vc, n, g * c, nz)
+                acc = buf("acc", shape4)
+                tmp = buf("tmp", shape4)
+                if blur is not None:
+                    lit = buf("lit", shape4)  # plane j attenuated, then its residual blur
+                    res = buf("res", shape4)
+                    res2 = buf("res2", shape4) if res_z is not None else None
                 for j in range(n):
                     plane = rot_a[:, j].view(vc, n, g, c, nz)
                     if rot_m is not None:
@@ -391,35 +492,40 @@ class SpectProjector(nn.Module):
                         cum.add_(mj)
                         surv.sub_(total).mul_(dx_cm).exp_()
                         factor = surv.view(vc, n, -1, 1, nz)
-                    if j == 0:
-                        if rot_m is None:
-                            acc.view(vc, n, g, c, nz).copy_(plane)
+                    if blur is None:
+                        if j == 0:
+                            if rot_m is None:
+                                acc.view(vc, n, g, c, nz).copy_(plane)
+                            else:
+                                torch.mul(plane, factor, out=acc.view(vc, n, g, c, nz))
+                        elif rot_m is None:
+                            acc.view(vc, n, g, c, nz).add_(plane)
                         else:
-                            torch.mul(plane, factor, out=acc.view(vc, n, g, c, nz))
+                            acc.view(vc, n, g, c, nz).addcmul_(plane, factor)
                         continue
-                    if steps_s is None:
-                        new = acc
-                    else:
-                        side, middle = steps_s[j - 1]
-                        new = blur.three_tap_into(tmp, acc, side, middle, 1)
-                        if steps_z is not None:
-                            side, middle = steps_z[j - 1]
-                            new = blur.three_tap_into(tmp2, new, side, middle, 3)
-                    new5 = new.view(vc, n, g, c, nz)
                     if rot_m is None:
-                        new5.add_(plane)
+                        src = plane.reshape(shape4)
                     else:
-                        new5.addcmul_(plane, factor)
-                    if new is tmp:
+                        src = torch.mul(plane, factor, out=lit.view(vc, n, g, c, nz)).view(shape4)
+                    r = blur.symmetric_into(res, src, res_s[j], 1)
+                    if res_z is not None:
+                        r = blur.symmetric_into(res2, r, res_z[j], 3)
+                    if j == 0:
+                        acc.copy_(r)
+                        continue
+                    new = acc
+                    if steps_s[j - 1] is not None:
+                        new = blur.symmetric_into(tmp, new, steps_s[j - 1], 1)
+                        if steps_z is not None:
+                            new = blur.symmetric_into(acc if new is tmp else tmp, new, steps_z[j - 1], 3)
+                    if new is not acc:
                         acc, tmp = tmp, acc
-                    elif new is tmp2:
-                        acc, tmp2 = tmp2, acc
+                    acc.add_(r)
                 img = acc.permute(0, 2, 1, 3)  # [Vc, (g, C), S, Z]
                 if blur is not None:
                     sel = torch.as_tensor(chunk, device=device)
                     img = blur.select(sel, g * c)._base(img.reshape(vc * g * c, n, nz))
-                out[pos : pos + vc, b0 : b0 + g] = img.reshape(vc, g, c, n, nz)
-                pos += vc
+                out[:, b0 : b0 + g].index_copy_(0, torch.as_tensor(where, device=device), img.reshape(vc, g, c, n, nz))
         return out
 
     def A(self, x: torch.Tensor, subset: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
@@ -435,7 +541,7 @@ class SpectProjector(nn.Module):
         flat = self._columns(x5)
         # Without autograd, views are written straight into one preallocated buffer per chunk.
         inplace = not (torch.is_grad_enabled() and (x.requires_grad or (self.mu_map is not None and self.mu_map.requires_grad)))
-        if self.fused_forward and inplace and (self.mu_map is None or not self.cache_attenuation) and (blur is None or blur.is_three_tap):
+        if self.fused_forward and inplace and self.attenuation_storage(dtype) in ("none", "recompute") and (blur is None or blur.is_three_tap):
             y = self._A_fused(x5, idx, blur).permute(1, 2, 0, 3, 4)
             return y if self.is_3d else y[..., 0]
         out = []

@@ -64,7 +64,6 @@ class RotationBank:
     def __init__(self, n: int, angles_deg) -> None:
         self.n = int(n)
         self.angles_deg = tuple(float(a) for a in angles_deg)
-        self._coo = [rotation_matrix_coo(self.n, a) for a in self.angles_deg]
         self._cache: dict[tuple, tuple[list, list]] = {}
 
     @staticmethod
@@ -78,7 +77,9 @@ class RotationBank:
 
             nn = self.n * self.n
             fwd, adj = [], []
-            for rows, cols, vals in self._coo:
+            # The COO triplets are rebuilt here (milliseconds per angle) rather than kept: at 256²
+            # they would hold 0.75 GB for 120 views beside the matrices themselves.
+            for rows, cols, vals in (rotation_matrix_coo(self.n, a) for a in self.angles_deg):
                 # scipy sorts the (unique) entries into CSR in milliseconds; torch's coalesce of the
                 # same COO tensor took ~0.1 s per angle, most of a projector's set-up time.
                 m = sparse.csr_matrix((vals, (rows, cols)), shape=(nn, nn))
@@ -90,10 +91,13 @@ class RotationBank:
 
 def _torch_csr(m, device, dtype) -> torch.Tensor:
     m.sort_indices()
+    # 32-bit indices (n² < 2³¹ for any grid up to 46,340²): a third less memory than 64-bit ones,
+    # and torch's CPU product with them measured 1.5–1.9× faster here, with identical results.
+    index = torch.int32 if m.shape[0] < 2**31 and m.nnz < 2**31 else torch.int64
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=torch.int64),
-                                       torch.as_tensor(m.indices, dtype=torch.int64),
+        return torch.sparse_csr_tensor(torch.as_tensor(m.indptr, dtype=index),
+                                       torch.as_tensor(m.indices, dtype=index),
                                        torch.as_tensor(m.data, dtype=dtype), size=m.shape,
                                        check_invariants=False).to(device)
 
