@@ -148,15 +148,19 @@ class DepthBlur:
         return self.step_s.shape[-1] == 3 and (self.step_z is None or self.step_z.shape[-1] == 3)
 
     @staticmethod
-    def _taps(k: torch.Tensor, index: torch.Tensor, width: int) -> list:
-        """Per depth of ``k [G, D', 2h+1]`` (groups ``index``): the centre and one-sided taps
-        ``(c0, c1, …)``, Python floats when all those groups share them, else ``[G, 1, 1, 1]``."""
-        k = k.index_select(0, index)
+    def _taps(k: torch.Tensor, index: torch.Tensor | None, width: int, dims: int = 4) -> list:
+        """Per depth of ``k [G, D', 2h+1]`` (groups ``index``, or all): the centre and one-sided taps
+        ``(c0, c1, …)``, Python floats when all those groups share them (a circular orbit; float
+        taps take ``add_(alpha=…)``, about twice as fast here as ``addcmul_``), else tensors of
+        shape ``[G] + [1] * (dims − 1)``."""
+        if index is not None:
+            k = k.index_select(0, index)
         h = k.shape[-1] // 2
         half = k[..., h : h + width]
         if bool((half == half[:1]).all()):
             return [tuple(row) for row in half[0].double().tolist()]
-        return [tuple(half[:, j, t].view(-1, 1, 1, 1) for t in range(half.shape[-1])) for j in range(half.shape[1])]
+        shape = (-1,) + (1,) * (dims - 1)
+        return [tuple(half[:, j, t].view(shape) for t in range(half.shape[-1])) for j in range(half.shape[1])]
 
     def step_coefficients(self, index: torch.Tensor) -> tuple[list | None, list | None]:
         """The steps of groups ``index`` as ``(middle, side)`` per depth step, radial and axial
@@ -229,30 +233,13 @@ class DepthBlur:
         out = self.symmetric_into(None, planes, taps(self.res_s), 2)
         return out if self.res_z is None else self.symmetric_into(None, out, taps(self.res_z), 3)
 
-    @staticmethod
-    def _shared_rows(k: torch.Tensor | None, start: int) -> list | None:
-        """``k [G, D', w]``'s taps from ``start`` on, per depth as Python floats, when every group
-        has the same kernels (a circular orbit); else ``None``. Float taps take ``add_(alpha=…)``,
-        about twice as fast here as ``addcmul_`` with a broadcast tensor."""
-        if k is None or not bool((k == k[:1]).all()):
-            return None
-        return [tuple(row) for row in k[0, :, start:].double().tolist()]
-
     def _plane_taps(self, j: int) -> tuple[tuple, tuple | None]:
-        """Plane ``j``'s residual taps ``(c0, c1, c2)``, radial and axial: floats where all groups
-        share them, else ``[G, 1, 1]`` tensors."""
-        h = _RESIDUAL_HALF_WIDTH
+        """Plane ``j``'s residual taps ``(c0, c1, c2)``, radial and axial (see :meth:`_taps`)."""
         if not hasattr(self, "_res_rows"):
-            self._res_rows = (self._shared_rows(self.res_s, h), self._shared_rows(self.res_z, h))
-
-        def taps(k, rows):
-            if k is None:
-                return None
-            if rows is not None:
-                return rows[j]
-            return tuple(k[:, j, h + t].view(-1, 1, 1) for t in range(h + 1))
-
-        return taps(self.res_s, self._res_rows[0]), taps(self.res_z, self._res_rows[1])
+            width = _RESIDUAL_HALF_WIDTH + 1
+            self._res_rows = (self._taps(self.res_s, None, width, 3),
+                              None if self.res_z is None else self._taps(self.res_z, None, width, 3))
+        return self._res_rows[0][j], None if self._res_rows[1] is None else self._res_rows[1][j]
 
     def _step_into(self, out: torch.Tensor, spare: torch.Tensor, img: torch.Tensor, j: int) -> torch.Tensor:
         """Step ``j`` (``S^{k_j}``, between planes ``j`` and ``j+1``) of ``img [G, S, Z]``, written into
@@ -262,15 +249,12 @@ class DepthBlur:
         if ks.shape[-1] != 3 or (kz is not None and kz.shape[-1] != 3):
             return self._conv(img, ks, kz)
         if not hasattr(self, "_step_rows"):
-            self._step_rows = (self._shared_rows(self.step_s, 1), self._shared_rows(self.step_z, 1))
-
-        def taps(k, rows):
-            return rows[j] if rows is not None else (k[:, 1].view(-1, 1, 1), k[:, 0].view(-1, 1, 1))
-
-        r = self.symmetric_into(out if kz is None else spare, img, taps(ks, self._step_rows[0]), 1)
+            self._step_rows = (self._taps(self.step_s, None, 2, 3),
+                               None if self.step_z is None else self._taps(self.step_z, None, 2, 3))
+        r = self.symmetric_into(out if kz is None else spare, img, self._step_rows[0][j], 1)
         if kz is None:
             return r
-        return self.symmetric_into(out, r, taps(kz, self._step_rows[1]), 2)
+        return self.symmetric_into(out, r, self._step_rows[1][j], 2)
 
     def _residual_into(self, out: torch.Tensor, spare: torch.Tensor | None, plane: torch.Tensor, j: int) -> torch.Tensor:
         """``R_j ∗ plane`` for one plane ``[G, S, Z]``, written into ``out``."""
