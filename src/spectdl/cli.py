@@ -137,6 +137,10 @@ def reconstruct(
     subsets: int = typer.Option(10, "--subsets", help="OSEM subsets."),
     scatter: bool = typer.Option(True, "--scatter/--no-scatter", help="Triple-energy-window scatter."),
     rebin: int = typer.Option(1, "--rebin", help="Sum rebin×rebin detector pixels first (faster)."),
+    attenuation_cache_mb: float = typer.Option(2048.0, "--attenuation-cache-mb", min=0,
+                                               help="Memory budget (MB) for the cached attenuation factors."),
+    over_budget: str = typer.Option("half", "--over-budget",
+                                    help="Above the budget: 'half' (float16 cache) or 'recompute' (per view)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
@@ -153,6 +157,8 @@ def reconstruct(
 
     if device is not None:
         _check_device(device)
+    if over_budget not in ("half", "recompute"):
+        raise InputError(f"--over-budget: {over_budget!r}; expected 'half' or 'recompute'")
     _out_folder(out)
     check_outputs([out, out / "recon.nii.gz", out / "dicom", out / "slices.png"],
                   [projections, *([ct] if ct is not None else [])])
@@ -163,7 +169,8 @@ def reconstruct(
     coll = None if collimator.lower() == "none" else collimator
     with console.status(f"OSEM {iters}×{subsets}…"):
         recon = reconstruct_acquisition(acq, ct_vol, energy_kev=energy_kev, n_iters=iters, n_subsets=subsets,
-                                        collimator=coll, scatter=scatter, rebin=rebin, device=device)
+                                        collimator=coll, scatter=scatter, rebin=rebin, device=device,
+                                        attenuation_cache_mb=attenuation_cache_mb, over_budget=over_budget)
     out.mkdir(parents=True, exist_ok=True)
     nii = write_nifti(recon.volume, None, out / "recon.nii.gz", overwrite=overwrite)
     files = write_dicom_series(recon.volume, recon.acquisition, f"spectdl OSEM {iters}i{subsets}s",

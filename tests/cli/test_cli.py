@@ -484,3 +484,11 @@ def test_a_permission_error_is_one_line_naming_the_path(tmp_path, capsys, monkey
     (tmp_path / "sim.yaml").write_text(SIM_YAML)
     line = _one_line_error(["simulate", str(tmp_path / "sim.yaml"), "-o", str(tmp_path / "denied")], capsys)
     assert "Permission denied" in line and str(tmp_path / "denied") in line
+
+
+def test_reconstruct_refuses_an_unknown_over_budget_mode_before_reading(tmp_path, capsys):
+    (tmp_path / "proj.dcm").write_bytes(b"not read")
+    line = _one_line_error(["reconstruct", str(tmp_path / "proj.dcm"), "-o", str(tmp_path / "out"),
+                            "--over-budget", "drop"], capsys)
+    assert "--over-budget: 'drop'" in line and "'half' or 'recompute'" in line
+    assert not (tmp_path / "out").exists()

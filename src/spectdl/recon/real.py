@@ -51,6 +51,8 @@ def reconstruct_acquisition(
     scatter_smooth_sigma_px: float | None = 1.0,
     rebin: int = 1,
     axial_crop: str | tuple[int, int] | None = "auto",
+    attenuation_cache_mb: float = 2048.0,
+    over_budget: str = "half",
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Reconstruction:
@@ -67,6 +69,10 @@ def reconstruct_acquisition(
         rebin: sum ``rebin × rebin`` detector pixels first (faster, coarser).
         axial_crop: ``"auto"`` keeps the axial rows that hold counts (the detector's useful
             field of view), a ``(start, stop)`` range, or ``None`` for all rows.
+        attenuation_cache_mb, over_budget: the projector's memory budget for the attenuation
+            factors (n_views · n voxels floats) and what to do above it: ``"half"`` keeps them in
+            float16, ``"recompute"`` computes them per view (see :class:`SpectProjector`).
+            A 256×256×200 acquisition with 120 views needs 6.3 GB in float32.
         device, dtype: where and in what precision to compute.
     """
     peak = acq.window_index(energy_kev)
@@ -99,7 +105,8 @@ def reconstruct_acquisition(
                                 target_frame_of_reference_uid=acq.frame_of_reference_uid,
                                 target_name=acq.source).to(dev, dtype)
     coll = Collimator.preset(collimator) if isinstance(collimator, str) else collimator
-    P = SpectProjector(grid, acq.orbit, coll, mu)
+    P = SpectProjector(grid, acq.orbit, coll, mu, attenuation_cache_mb=attenuation_cache_mb,
+                        over_budget=over_budget)
     t0 = time.perf_counter()
     x = osem(y, P, n_iters, n_subsets, additive=s)
     seconds = time.perf_counter() - t0
