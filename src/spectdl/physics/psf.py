@@ -206,11 +206,21 @@ class DepthBlur:
         return cls.symmetric_into(out, img, (middle, side), dim)
 
     @classmethod
+    def _separable_into(cls, out, spare, img: torch.Tensor, taps_s: tuple, taps_z: tuple | None) -> torch.Tensor:
+        """``taps_s`` radially, then ``taps_z`` axially (when given), of ``img [G, S, Z]``, into ``out``
+        (``spare`` holds the radial pass; ``None`` for new tensors); see :meth:`symmetric_into`."""
+        if taps_z is None:
+            return cls.symmetric_into(out, img, taps_s, 1)
+        return cls.symmetric_into(out, cls.symmetric_into(spare, img, taps_s, 1), taps_z, 2)
+
+    @classmethod
     def _conv(cls, img: torch.Tensor, ks: torch.Tensor, kz: torch.Tensor | None) -> torch.Tensor:
         """Depthwise convolution of ``img [G, S, Z]`` with the separable kernel ``ks ⊗ kz``."""
         if ks.shape[-1] == 3 and (kz is None or kz.shape[-1] == 3):
-            out = cls.three_tap_into(None, img, ks[:, 0].view(-1, 1, 1), ks[:, 1].view(-1, 1, 1), 1)
-            return out if kz is None else cls.three_tap_into(None, out, kz[:, 0].view(-1, 1, 1), kz[:, 1].view(-1, 1, 1), 2)
+            def taps(k):  # [G, 3] → (middle, side), each [G, 1, 1]
+                return k[:, 1].view(-1, 1, 1), k[:, 0].view(-1, 1, 1)
+
+            return cls._separable_into(None, None, img, taps(ks), None if kz is None else taps(kz))
         g = img.shape[0]
         hs = ks.shape[-1] // 2
         if kz is None:
@@ -251,18 +261,11 @@ class DepthBlur:
         if not hasattr(self, "_step_rows"):
             self._step_rows = (self._taps(self.step_s, None, 2, 3),
                                None if self.step_z is None else self._taps(self.step_z, None, 2, 3))
-        r = self.symmetric_into(out if kz is None else spare, img, self._step_rows[0][j], 1)
-        if kz is None:
-            return r
-        return self.symmetric_into(out, r, self._step_rows[1][j], 2)
+        return self._separable_into(out, spare, img, self._step_rows[0][j], None if kz is None else self._step_rows[1][j])
 
     def _residual_into(self, out: torch.Tensor, spare: torch.Tensor | None, plane: torch.Tensor, j: int) -> torch.Tensor:
         """``R_j ∗ plane`` for one plane ``[G, S, Z]``, written into ``out``."""
-        taps_s, taps_z = self._plane_taps(j)
-        if taps_z is None:
-            return self.symmetric_into(out, plane, taps_s, 1)
-        r = self.symmetric_into(spare, plane, taps_s, 1)
-        return self.symmetric_into(out, r, taps_z, 2)
+        return self._separable_into(out, spare, plane, *self._plane_taps(j))
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         """``planes [D, G, S, Z]`` (far → near) → ``[G, S, Z]``."""
