@@ -65,6 +65,12 @@ def _ours(grid, orbit, coll, mu, mode):
     return P
 
 
+def _cache_mb(P: SpectProjector) -> float:
+    """The memory the projector's attenuation cache holds as its budget has it stored (0 when none)."""
+    dtype = {"full": torch.float32, "half": torch.float16}.get(P.attenuation_storage())
+    return 0.0 if dtype is None else P.attenuation_cache_bytes(dtype) / 2**20
+
+
 def worker(case: str, n: int, repeats: int, real_iters: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     cpu = torch.device("cpu")
@@ -80,9 +86,7 @@ def worker(case: str, n: int, repeats: int, real_iters: int) -> dict:
         t_osem = time.perf_counter() - t0
         rel = float((P(img) - y).norm() / y.norm())
         return {"case": case, "base_mb": base, "peak_mb": _rss_mb(), "forward_first": t_fwd,
-                "recon": t_osem, "iters": real_iters, "fit_rel_l2": rel,
-                "cache_mb": P.attenuation_cache_bytes(torch.float16 if case == "real-half" else torch.float32) / 2**20
-                if case != "real-recompute" else 0.0}
+                "recon": t_osem, "iters": real_iters, "fit_rel_l2": rel, "cache_mb": _cache_mb(P)}
     grid, orbit, coll, mu, x = _problem((n, n, n), 4.42)
     base = _rss_mb()
     if case == "peer":
