@@ -42,3 +42,42 @@ def test_sobel_loss_ignores_a_constant_offset_and_has_a_finite_gradient():
     p = _rand((1, 1, 6, 6, 6), 4).requires_grad_(True)
     SobelLoss()(p, t).backward()
     assert bool(torch.isfinite(p.grad).all()) and float(p.grad.abs().sum()) > 0
+
+
+def test_three_plane_sobel_equals_scipy_2d_sobel_in_every_slice():
+    from spectdl.losses import ThreePlaneSobelLoss
+
+    p, t = _rand((2, 1, 5, 6, 7), 5), _rand((2, 1, 5, 6, 7), 6)
+    planes = {"axial": 2, "coronal": 1, "sagittal": 0}  # the spatial axis each plane holds fixed
+    expected = {}
+    for name, fixed in planes.items():
+        terms = []
+        for b in range(2):
+            a, c = np.moveaxis(p[b, 0].numpy(), fixed, 0), np.moveaxis(t[b, 0].numpy(), fixed, 0)
+            # each slice on its own: scipy's 2-D Sobel along both in-plane axes, never across slices
+            terms += [np.abs(ndimage.sobel(a[k], axis=ax) - ndimage.sobel(c[k], axis=ax)).mean()
+                      for k in range(a.shape[0]) for ax in (0, 1)]
+        expected[name] = np.mean(terms)
+    loss = ThreePlaneSobelLoss()
+    total, parts = loss(p, t, return_components=True)
+    for name, v in expected.items():
+        assert float(parts[name]) == pytest.approx(v, rel=1e-12)
+    assert float(total) == pytest.approx(np.mean(list(expected.values())), rel=1e-12)
+
+
+def test_three_plane_sobel_has_the_2d_gain_of_8_on_a_ramp():
+    """A unit ramp along x, against a flat target: |S²_x| = 8 inside the axial and coronal slices
+    (4 on the two x borders, where the edge voxel repeats), 0 along y and z and in the sagittal
+    slices. The 3-D SobelLoss of the same ramp has the gain 32."""
+    from spectdl.losses import ThreePlaneSobelLoss
+
+    nx = 9
+    ramp = torch.arange(nx, dtype=torch.float64).reshape(1, 1, nx, 1, 1).expand(1, 1, nx, 6, 5).contiguous()
+    flat = torch.zeros_like(ramp)
+    mean_sx = (8.0 * (nx - 2) + 4.0 * 2) / nx
+    total, parts = ThreePlaneSobelLoss()(ramp, flat, return_components=True)
+    assert float(parts["axial"]) == pytest.approx(mean_sx / 2)  # mean over the two in-plane directions
+    assert float(parts["coronal"]) == pytest.approx(mean_sx / 2)
+    assert float(parts["sagittal"]) == 0.0
+    assert float(total) == pytest.approx(mean_sx / 3)
+    assert float(SobelLoss()(ramp, flat)) == pytest.approx(4 * mean_sx / 3)

@@ -15,8 +15,8 @@ from spectdl.losses.imbv import IMBVLoss
 from spectdl.losses.lesion import LesionAttentionLoss
 from spectdl.losses.perceptual import PerceptualLoss
 from spectdl.losses.pixel import IntensityBCELoss, L1Loss, L2Loss
-from spectdl.losses.sobel import SobelLoss, sobel_gradients
-from spectdl.losses.ssim import SSIMLoss, ThreePlaneSSIMLoss, three_plane_ssim
+from spectdl.losses.sobel import SobelLoss, ThreePlaneSobelLoss, sobel_gradients
+from spectdl.losses.ssim import SSIMLoss, ThreePlaneSSIMLoss, masked_ssim, three_plane_ssim
 
 __all__ = [
     "LOSS_TYPES",
@@ -34,8 +34,10 @@ __all__ = [
     "SSIMLoss",
     "SobelLoss",
     "ThreePlaneSSIMLoss",
+    "ThreePlaneSobelLoss",
     "batch_data_range",
     "build_loss",
+    "masked_ssim",
     "sobel_gradients",
     "study_defaults",
     "three_plane_ssim",

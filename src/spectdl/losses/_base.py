@@ -7,6 +7,12 @@ tensor on the device and dtype of ``pred``. ``context`` carries what some losses
 two images (``lesion_mask=``, ``masks=``, ``fake_logits=``, ``real_logits=``, ``data_range=``);
 losses ignore the keys they do not use, so one context dict can feed a whole composite.
 
+Loss masks: the pixel, SSIM, Sobel and IMBV losses take ``mask_key`` (default ``None``: the whole
+image). With it, the context must hold that mask ``M`` (``[B, 1, *spatial]``, ``[B, C, *spatial]``
+or ``[B, *spatial]``, e.g. a field of view that was rotated with the volume), and each term is
+confined to it: it sees ``pred·M`` and ``target·M`` only and averages over the voxels of ``M``, so
+the prediction outside ``M`` changes neither the loss nor its gradient.
+
 ``return_components=True`` returns ``(total, components)`` instead of ``total``: ``components``
 maps names to the (undetached) terms. After every call ``loss.last_components`` holds the same
 values detached, for logging. Composite losses name nested terms with dots
@@ -121,6 +127,27 @@ def mask_like(mask, target: torch.Tensor, name: str) -> torch.Tensor:
             f"[{target.shape[0]}, 1, *{tuple(target.shape[2:])}] or [{target.shape[0]}, *{tuple(target.shape[2:])}]"
         )
     return m.to(dtype=target.dtype, device=target.device)
+
+
+def optional_mask(context: dict, key: str | None, target: torch.Tensor, owner: str) -> torch.Tensor | None:
+    """The loss mask ``context[key]`` (:func:`mask_like` of ``target``), or ``None`` when ``key`` is ``None``.
+
+    A loss built with a ``mask_key`` needs that keyword on every call: falling back to the whole
+    image when it is missing would silently score voxels the study meant to leave out.
+    """
+    if key is None:
+        return None
+    return mask_like(require_context(context, key, owner), target, key)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``Σ v·M / Σ M`` over every element of ``values`` (``M`` broadcast to its shape); the plain mean
+    without a mask. An empty mask gives 0: nothing is scored, and no device sync checks for it."""
+    if mask is None:
+        return values.mean()
+    m = torch.broadcast_to(mask.to(values.dtype), values.shape)
+    n = m.sum()
+    return (values * m).sum() / torch.where(n > 0, n, torch.ones_like(n))
 
 
 def require_context(context: dict, key: str, owner: str):

@@ -17,6 +17,10 @@ Two forms:
     (spectdl's fallback :class:`~spectdl.metrics.backbones.PlanarFeatures`, a file of
     :func:`spectdl.training.feature_net.save_planar_features`), or a ready ``feature_extractor``.
   - ``cardiac``: ``MAE + 0.8·(1 − SSIM) + 0.1·Sobel + 0.1·IMBV``; needs ``masks=``.
+    ``ssim_mode`` and ``sobel_mode`` (``"three_plane"``: the 2-D operator in the axial, coronal and
+    sagittal slices; ``"auto"``, the default: 2-D or 3-D from the input) choose the SSIM and Sobel
+    terms; ``mask_key`` (default ``None``) names a context mask, e.g. the field of view, to which
+    every term is confined (see :mod:`spectdl.losses._base`).
 
 * free terms: ``build_loss({"terms": {"l1": 1.0, "ssim": {"weight": 0.5, "spatial_dims": 3}}})``,
   each term a weight or a dict of ``weight``, an optional ``type`` (default: the term's name, one
@@ -44,7 +48,7 @@ from spectdl.losses.imbv import IMBVLoss
 from spectdl.losses.lesion import LesionAttentionLoss
 from spectdl.losses.perceptual import PerceptualLoss
 from spectdl.losses.pixel import IntensityBCELoss, L1Loss, L2Loss
-from spectdl.losses.sobel import SobelLoss
+from spectdl.losses.sobel import SobelLoss, ThreePlaneSobelLoss
 from spectdl.losses.ssim import SSIMLoss, ThreePlaneSSIMLoss
 
 #: Loss classes by the name used in ``{"terms": ...}`` configs.
@@ -57,6 +61,7 @@ LOSS_TYPES: dict[str, type[nn.Module]] = {
     "ssim": SSIMLoss,
     "three_plane_ssim": ThreePlaneSSIMLoss,
     "sobel": SobelLoss,
+    "three_plane_sobel": ThreePlaneSobelLoss,
     "imbv": IMBVLoss,
     "adversarial": AdversarialLoss,
     "perceptual": PerceptualLoss,
@@ -101,12 +106,15 @@ STUDY_DEFAULTS: dict[str, dict[str, Any]] = {
         "sobel": 0.1,
         "imbv": 0.1,
         "ssim_mode": "auto",
+        "sobel_mode": "auto",
+        "mask_key": None,
         "data_range": None,
         "deep_supervision": None,
     },
 }
 
 SSIM_MODES = ("auto", "2d", "3d", "three_plane")
+SOBEL_MODES = SSIM_MODES
 
 #: The keys of each study that are loss weights (checked finite and >= 0 before anything is built).
 STUDY_WEIGHTS: dict[str, tuple[str, ...]] = {
@@ -186,17 +194,23 @@ def _planar(cfg) -> CompositeLoss:
 
 
 def _cardiac(cfg) -> CompositeLoss:
+    key = cfg["mask_key"]
+    if key is not None and not (isinstance(key, str) and key):
+        raise ConfigError(f"mask_key: expected None or the name of a context mask, found {key!r}")
+    dims = {"auto": None, "2d": 2, "3d": 3}
     mode = _choice(cfg, "ssim_mode", SSIM_MODES)
     if mode == "three_plane":
-        ssim = ThreePlaneSSIMLoss(data_range=cfg["data_range"])
+        ssim = ThreePlaneSSIMLoss(data_range=cfg["data_range"], mask_key=key)
     else:
-        ssim = SSIMLoss(spatial_dims={"auto": None, "2d": 2, "3d": 3}[mode], data_range=cfg["data_range"])
+        ssim = SSIMLoss(spatial_dims=dims[mode], data_range=cfg["data_range"], mask_key=key)
+    mode = _choice(cfg, "sobel_mode", SOBEL_MODES)
+    sobel = ThreePlaneSobelLoss(mask_key=key) if mode == "three_plane" else SobelLoss(dims[mode], mask_key=key)
     return CompositeLoss(
         {
-            "mae": (_weight(cfg, "mae"), L1Loss()),
+            "mae": (_weight(cfg, "mae"), L1Loss(mask_key=key)),
             "ssim": (_weight(cfg, "ssim"), ssim),
-            "sobel": (_weight(cfg, "sobel"), SobelLoss()),
-            "imbv": (_weight(cfg, "imbv"), IMBVLoss()),
+            "sobel": (_weight(cfg, "sobel"), sobel),
+            "imbv": (_weight(cfg, "imbv"), IMBVLoss(mask_key=key)),
         }
     )
 

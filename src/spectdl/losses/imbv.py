@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from spectdl.errors import InputError
-from spectdl.losses._base import Loss, check_pair, require_context
+from spectdl.losses._base import Loss, check_pair, optional_mask, require_context
 from spectdl.metrics.functional import imbv
 
 
@@ -18,14 +18,19 @@ class IMBVLoss(Loss):
     keyword ``masks={"myocardium": M_myo, "blood_pool": M_bp}`` (key names configurable), each
     binary (non-zero = inside) with the image's shape, ``[B, 1, *spatial]`` or ``[*spatial]``.
 
+    With ``mask_key`` (see :mod:`spectdl.losses._base`) both organ masks are intersected with that
+    mask ``M`` (e.g. a field of view): only organ voxels inside ``M`` count.
+
     Raises ``InputError`` for an empty mask, or when a blood-pool mean is exactly 0 (the ratio
     is undefined there).
     """
 
-    def __init__(self, myocardium_key: str = "myocardium", blood_pool_key: str = "blood_pool"):
+    def __init__(self, myocardium_key: str = "myocardium", blood_pool_key: str = "blood_pool",
+                 mask_key: str | None = None):
         super().__init__()
         self.myocardium_key = myocardium_key
         self.blood_pool_key = blood_pool_key
+        self.mask_key = mask_key
 
     def _loss(self, pred, target, **context):
         check_pair(pred, target)
@@ -36,5 +41,8 @@ class IMBVLoss(Loss):
         if missing:
             raise InputError(f"masks: missing key(s) {missing}; found keys {sorted(masks)}")
         myo, bp = masks[self.myocardium_key], masks[self.blood_pool_key]
+        fov = optional_mask(context, self.mask_key, target, "IMBVLoss")
+        if fov is not None:
+            myo, bp = myo * fov, bp * fov  # broadcasts a [*spatial] organ mask too
         diff = imbv(pred, myo, bp) - imbv(target, myo, bp)
         return diff.abs().mean(), {}

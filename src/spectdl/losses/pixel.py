@@ -5,15 +5,25 @@ from __future__ import annotations
 import torch
 
 from spectdl.errors import InputError
-from spectdl.losses._base import Loss, check_pair, first_given, resolve_data_range
+from spectdl.losses._base import Loss, check_pair, first_given, masked_mean, optional_mask, resolve_data_range
 
 
 class L1Loss(Loss):
-    """Mean absolute error ``ℓ = mean |pred − target|`` over every element of ``[B, C, *spatial]``."""
+    """Mean absolute error ``ℓ = mean |pred − target|`` over every element of ``[B, C, *spatial]``.
+
+    Args:
+        mask_key: a context keyword holding a mask ``M`` (see :mod:`spectdl.losses._base`); then
+            ``ℓ = Σ |pred − target|·M / Σ M`` over the batch, in the images' units.
+    """
+
+    def __init__(self, mask_key: str | None = None) -> None:
+        super().__init__()
+        self.mask_key = mask_key
 
     def _loss(self, pred, target, **context):
         check_pair(pred, target, min_dim=2)
-        return (pred - target).abs().mean(), {}
+        mask = optional_mask(context, self.mask_key, target, "L1Loss")
+        return masked_mean((pred - target).abs(), mask), {}
 
 
 class L2Loss(Loss):
