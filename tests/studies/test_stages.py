@@ -59,13 +59,54 @@ def test_best_fixed_iteration_is_the_minimum_of_the_mean_curve():
         baselines.best_fixed_iteration({})
 
 
-def test_consistency_flags_mark_methods_far_above_the_noise_floor():
-    rows = [{"case": c, "method": m, "metric": "deviance", "value": v, "dataset": "d", "level": "noisy"}
-            for c in ("a", "b") for m, v in (("truth", 1.0), ("osem", 0.8), ("net", 2.5), ("ok", 1.5))]
-    rows.append({"case": "a", "method": "net", "metric": "mse", "value": 9.0, "dataset": "d", "level": "noisy"})
-    flags = stages.consistency_flags(rows, references=("truth", "osem"), factor=2.0)
-    assert flags == [{"dataset": "d", "level": "noisy", "method": "net", "deviance": 2.5, "reference_deviance": 1.0}]
-    assert stages.consistency_flags([], references=("truth",)) == []
+def _consistency_rows():
+    """Two cases per (level, method): image MSE, high-uptake MAE and deviance, each the same in both cases."""
+    table = {  # level: {method: (mse, high-uptake mae, deviance)}
+        "noisy": {"truth": (0.0, 0.0, 0.10), "osem": (1.0, 1.0, 0.12),
+                  "sharp": (0.9, 1.5, 1.0),      # looks as good as OSEM, does not explain the data: flagged
+                  "blurry": (3.0, 3.0, 1.0),     # deviance as high, but its images already look worse
+                  "fits": (0.8, 0.8, 0.2),       # under 2 × 0.12
+                  "mae_only": (2.0, 1.05, 1.0),  # MSE worse, high-uptake MAE within 10 %: looks good
+                  "empty": (1.0, 1.0, float("inf"))},
+        "noise_free": {"truth": (0.0, 0.0, 0.0), "osem": (0.5, 0.5, 0.001),
+                       "sharp": (0.4, 0.4, 0.5),   # above 2 × the noisy phantom's 0.10
+                       "fits": (0.4, 0.4, 0.05)},  # above 2 × OSEM's 0.001, under the counting-noise floor
+    }
+    rows = []
+    for lv, methods in table.items():
+        for m, values in methods.items():
+            for c in ("a", "b"):
+                for (metric, region), v in zip((("mse", "image"), ("uptake_mae", "high"), ("deviance", None)), values):
+                    if m == "truth" and metric != "deviance":
+                        continue
+                    rows.append({"case": c, "method": m, "metric": metric, "value": v, "dataset": "d", "level": lv,
+                                 **({"region": region} if region else {"data": "measured"})})
+    # Set-level rows never enter the means.
+    rows.append({"case": "all", "method": "fits", "metric": "deviance", "value": 99.0, "dataset": "d",
+                 "level": "noisy"})
+    return rows
+
+
+def test_consistency_checks_flag_good_looking_images_that_do_not_explain_the_data():
+    checks = stages.consistency_checks(_consistency_rows(), phantom="truth", baseline="osem", tolerance=1.1,
+                                       factor=2.0, noise_level="noisy")
+    by = {(c["level"], c["method"]): c for c in checks}
+    assert {k for k, c in by.items() if c["flagged"]} == {("noisy", "sharp"), ("noisy", "mae_only"),
+                                                          ("noisy", "empty"), ("noise_free", "sharp")}
+    assert not by[("noisy", "blurry")]["looks_good"] and by[("noisy", "mae_only")]["looks_good"]
+    assert by[("noisy", "sharp")]["reference_deviance"] == pytest.approx(0.12)
+    assert by[("noisy", "fits")]["deviance"] == pytest.approx(0.2)
+    assert by[("noisy", "mae_only")]["error_ratio"] == pytest.approx({"mse_image": 2.0, "uptake_mae_high": 1.05})
+    # On noise-free data the reference is the counting-noise floor, not OSEM's near-zero deviance.
+    assert by[("noise_free", "fits")]["reference_deviance"] == pytest.approx(0.10)
+    assert ("noise_free", "truth") not in by and ("noise_free", "osem") not in by
+    # Without the floor, an image closer to the data than counting noise would be flagged.
+    bare = stages.consistency_checks(_consistency_rows(), factor=2.0)
+    assert next(c for c in bare if c["level"] == "noise_free" and c["method"] == "fits")["flagged"]
+    # metrics.csv keeps the infinite deviance of an empty image as an empty value: the same answer.
+    saved = [{**r, "value": float("nan")} if r["value"] == float("inf") else r for r in _consistency_rows()]
+    assert stages.consistency_checks(saved, noise_level="noisy") == checks
+    assert stages.consistency_checks([]) == []
 
 
 def test_projection_stage_rows_against_direct_formulas():

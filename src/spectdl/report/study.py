@@ -19,6 +19,7 @@ import numpy as np
 
 from spectdl.errors import InputError
 from spectdl.io.atomic import atomic_write
+from spectdl.report.agreement import linear_fit_figures
 from spectdl.report.figures import image_grid
 from spectdl.report.plots import metric_boxplot
 from spectdl.report.png import _figure, save_png
@@ -125,11 +126,12 @@ def _image_grids(run_dir: Path, fig_dir: Path, summary: dict | None = None) -> l
     return out
 
 
-def _means_table(df) -> str:
+def _means_table(df, skip=()) -> str:
     """Mean (± SD) over cases of every per-case metric, one row per selection (dataset, level, space,
     region, convention) and metric, one column per method: the paper's tables, ablations included, at
-    a glance. Rows scored under different conventions never share a mean."""
-    cases = df[df["case"] != "all"]
+    a glance. Rows scored under different conventions never share a mean. Metrics in ``skip`` (e.g.
+    those of a per-case table, whose cases a mean would pool) are left out."""
+    cases = df[(df["case"] != "all") & ~df["metric"].isin(list(skip))]
     group_cols = [c for c in ("dataset", "level", "speed", "space", "region", "convention", "data") if c in cases.columns]
     methods = list(dict.fromkeys(["truth", "reference", "input", *sorted(cases["method"].unique())]))
     methods = [m for m in methods if m in set(cases["method"])]
@@ -150,6 +152,60 @@ def _means_table(df) -> str:
                 cells.append("")
         rows.append(cells)
     return _table(["selection", "metric", *methods], rows)
+
+
+def _case_table_metrics(summary: dict) -> set[str]:
+    return {spec[k] for spec in summary.get("case_tables") or [] for k in ("mean", "sd")}
+
+
+def _case_tables(df, paper, summary: dict) -> list[tuple[str, str]]:
+    """The study's per-case tables, ``summary["case_tables"]``: each ``{title, column, column_title,
+    mean, sd, methods, regions, paper_table}`` shows, per (dataset, level), one row per value of ``column``
+    (e.g. Table 1's target uptake) and region, the ``mean`` (``sd``) metric rows of every method of
+    ``methods``, and beside each method the paper's value of ``paper_table`` in paper.csv where it
+    has one (matched on method, the case column, region, level and dataset). ``[(title, html)]``."""
+    import pandas as pd
+
+    out = []
+    for spec in summary.get("case_tables") or []:
+        col = spec["column"]
+        if col not in df.columns:
+            continue
+        sel = df[df[col].notna() & df["metric"].isin([spec["mean"], spec["sd"]])]
+        refs = {}
+        for _, p in paper[paper["table"] == spec.get("paper_table")].iterrows():
+            where = dict(kv.split("=", 1) for kv in str(p["where"]).split(";") if "=" in kv) \
+                if not pd.isna(p.get("where")) else {}
+            refs[(p["method"], where.get(col), where.get("region"), where.get("level"), where.get("dataset"))] = \
+                p["paper_value"]
+        with_paper = [m for m in spec["methods"] if any(k[0] == m for k in refs)]
+        groups = [c for c in ("dataset", "level") if c in sel.columns]
+        for key, g in (sel.groupby(groups, sort=False) if groups else [((), sel)]):
+            key = dict(zip(groups, key if isinstance(key, tuple) else (key,)))
+            header = [spec.get("column_title") or col.replace("_", " "), "phantom case", "region"]
+            for m in spec["methods"]:
+                header += [m] + ([f"{m} (paper)"] if m in with_paper else [])
+            rows = []
+            for value in dict.fromkeys(g[col]):
+                for region in spec.get("regions") or sorted(set(g["region"])):
+                    part = g[(g[col] == value) & (g["region"] == region)]
+                    if part.empty:
+                        continue
+                    cells = [html.escape(str(value)), html.escape(", ".join(sorted(set(part["case"])))),
+                             html.escape(str(region))]
+                    for m in spec["methods"]:
+                        v = {r["metric"]: r["value"] for _, r in part[part["method"] == m].iterrows()}
+                        cells.append(f"{_fmt(v.get(spec['mean']))} ({_fmt(v.get(spec['sd']))})"
+                                     if spec["mean"] in v else "")
+                        if m in with_paper:
+                            ref = refs.get((m, str(value), str(region), str(key.get("level")),
+                                            str(key.get("dataset"))))
+                            cells.append(_fmt(ref) if ref is not None else "")
+                    rows.append(cells)
+            label = ", ".join(str(v) for v in key.values())
+            out.append((f"{spec.get('title', col)} ({label})" if label else spec.get("title", col),
+                        _table(header, rows)))
+    return out
 
 
 def _regional(df, fig_dir: Path) -> list[tuple[str, Path]]:
@@ -238,6 +294,15 @@ def _bland_altman(df, summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def _agreement_title(summary: dict) -> str:
+    """The Bland–Altman section's title: the study's ``agreement_title``, else from the methods the
+    plots compare against (the standard scan ``reference`` reads as full dose)."""
+    if summary.get("agreement_title"):
+        return str(summary["agreement_title"])
+    refs = sorted({"full dose" if s["b"] == "reference" else str(s["b"]) for s in summary.get("bland_altman") or []})
+    return "Agreement with " + (", ".join(refs) or "full dose")
+
+
 def _line_figures(summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     """The study's own line plots: ``summary["line_figures"]`` is a list of ``{name, title, xlabel,
     ylabel, logy, series: {label: {"x": [...], "y": [...]}}}`` (e.g. validation curves)."""
@@ -319,12 +384,15 @@ def build_study_report(run_dir: str | os.PathLike) -> Path:
         trow = [r + [html.escape(t.get("test", "Wilcoxon"))] for r, t in zip(trow, summary["tests"])]
         parts.append(_table(["pair", "selection", "first (mean)", "second (mean)", "difference",
                              "95% bootstrap CI of the difference", "n", "p", "test"], trow))
+    for title, table in _case_tables(df, paper, summary):
+        parts.append(f"<h2>{html.escape(title)}</h2>{table}")
     parts.append("<h2>Mean over cases, every method</h2>")
-    parts.append(_means_table(df))
+    parts.append(_means_table(df, skip=_case_table_metrics(summary)))
     sections = [("Images", _image_grids(run_dir, fig_dir, summary)),
                 ("Per-case metrics", _boxplots(df, fig_dir, summary.get("baseline_method") or "input",
                                                summary.get("box_metrics") or ("psnr", "ssim"))),
-                ("Agreement with full dose", _bland_altman(df, summary, fig_dir)),
+                (_agreement_title(summary), _bland_altman(df, summary, fig_dir)),
+                ("Linear fits against the reference", linear_fit_figures(df, summary, fig_dir)),
                 ("Per region", _regional(df, fig_dir)),
                 ("Data consistency", _consistency(summary, fig_dir)), ("Training", _training(summary, fig_dir)),
                 ("Curves", _line_figures(summary, fig_dir))]

@@ -532,30 +532,80 @@ def closest_cases(values: Mapping[str, float], targets: Sequence[float]) -> dict
     return {t: min(order, key=lambda c: abs(values[c] - t)) for t in targets}
 
 
-def consistency_flags(rows: Sequence[Mapping[str, Any]], *, references: Sequence[str] = ("truth",),
-                      factor: float = 2.0, group: Sequence[str] = ("dataset", "level")) -> list[dict[str, Any]]:
-    """Methods whose images do not explain the measured data: within each ``group``, the mean
-    ``deviance`` (per count) of a method that exceeds ``factor`` times the largest mean deviance of
-    the ``references`` (the phantom itself sits at the noise floor; OSEM fits the data). One dict
-    per flagged method and group, with both means."""
+def consistency_checks(rows: Sequence[Mapping[str, Any]], *, phantom: str = "truth", baseline: str = "osem",
+                       image_errors: Sequence[tuple[str, str]] = (("mse", "image"), ("uptake_mae", "high")),
+                       tolerance: float = 1.1, factor: float = 2.0, noise_level: str | None = None,
+                       group: Sequence[str] = ("dataset", "level")) -> list[dict[str, Any]]:
+    """Which methods' images look good but do not explain the measured data, from per-case rows.
+
+    Within each ``group`` (e.g. one test set and data set), from the means over cases:
+
+    * a method *looks good* when, on at least one of ``image_errors`` (``(metric, region)``, lower
+      is better, e.g. the image MSE against the phantom), its mean is at most ``tolerance`` times the
+      ``baseline``'s;
+    * it *does not explain the data* when its mean ``deviance`` (Poisson deviance per count of its
+      forward projection against the measured data) exceeds ``factor`` times the reference deviance:
+      the largest of the ``phantom``'s and the ``baseline``'s in the group and, with ``noise_level``,
+      the phantom's on the ``noise_level`` data of the same other group columns. That last one is the
+      counting-noise floor: on noise-free data the phantom's deviance is 0 and a converged baseline's
+      nearly so, and without a floor every departure smaller than counting noise would count;
+    * it is *flagged* when both hold.
+
+    Returns one dict per group and method other than the phantom and the baseline: the group
+    columns, ``method``, ``deviance``, ``reference_deviance``, ``error_ratio`` (``{metric_region:
+    method mean / baseline mean}``), ``looks_good`` and ``flagged``. Groups without deviance rows of
+    the phantom or the baseline are skipped. A deviance row without a value counts as infinite:
+    :func:`consistency_rows` writes inf for an image that predicts no counts, which JSON and the saved
+    ``metrics.csv`` keep as empty, so the rows read back give the same answer as those written."""
     import pandas as pd
 
-    df = pd.DataFrame([r for r in rows if r.get("metric") == "deviance"])
-    if df.empty:
+    df = pd.DataFrame(list(rows))
+    if df.empty or "metric" not in df.columns:
         return []
-    df = df[df["value"].map(math.isfinite) | (df["value"] == math.inf)]
+    if "case" in df.columns:
+        df = df[df["case"].astype(str) != "all"]
+    df = df.assign(value=pd.to_numeric(df["value"], errors="coerce"))
+    df.loc[(df["metric"] == "deviance") & df["value"].isna(), "value"] = math.inf
+    df = df[df["value"].notna()]
     keys = [g for g in group if g in df.columns]
+    dev = df[df["metric"] == "deviance"]
+    if dev.empty:
+        return []
+
+    def means(part, metric, region=None):
+        sel = part[part["metric"] == metric]
+        if region is not None:
+            sel = sel[sel["region"] == region] if "region" in sel.columns else sel.iloc[0:0]
+        return sel.groupby("method")["value"].mean()
+
+    floors = {}
+    if noise_level is not None and "level" in keys:
+        other = [k for k in keys if k != "level"]
+        noisy = dev[(dev["level"] == noise_level) & (dev["method"] == phantom)]
+        for values, part in (noisy.groupby(other) if other else [((), noisy)]):
+            floors[values if isinstance(values, tuple) else (values,)] = float(part["value"].mean())
     out = []
-    for values, part in df.groupby(keys) if keys else [((), df)]:
-        means = part.groupby("method")["value"].mean()
-        refs = [means[r] for r in references if r in means]
-        if not refs:
+    for values, part in (df.groupby(keys) if keys else [((), df)]):
+        values = values if isinstance(values, tuple) else (values,)
+        cols = dict(zip(keys, values))
+        d = means(part, "deviance")
+        if phantom not in d or baseline not in d:
             continue
-        floor = max(refs)
-        for method, mean in means.items():
-            if method not in references and mean > factor * floor:
-                out.append({**dict(zip(keys, values if isinstance(values, tuple) else (values,))), "method": method,
-                            "deviance": float(mean), "reference_deviance": float(floor)})
+        refs = [float(d[phantom]), float(d[baseline])]
+        floor = floors.get(tuple(v for k, v in cols.items() if k != "level"))
+        if floor is not None:
+            refs.append(floor)
+        reference = max(refs)
+        errors = {f"{m}_{r}": means(part, m, r) for m, r in image_errors}
+        for method, mean in d.items():
+            if method in (phantom, baseline):
+                continue
+            ratio = {k: float(e[method] / e[baseline]) for k, e in errors.items()
+                     if method in e and baseline in e and e[baseline] > 0}
+            looks_good = any(v <= tolerance for v in ratio.values())
+            explains = not mean > factor * reference
+            out.append({**cols, "method": method, "deviance": float(mean), "reference_deviance": reference,
+                        "error_ratio": ratio, "looks_good": looks_good, "flagged": looks_good and not explains})
     return out
 
 
