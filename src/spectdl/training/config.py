@@ -141,6 +141,10 @@ class TrainerConfig(Section):
     ``deterministic`` is handed to Lightning, which then sets PyTorch's global
     ``use_deterministic_algorithms`` flag (leave it ``null`` to keep PyTorch's setting).
     ``limit_train_batches``/``limit_val_batches``: an int counts batches, a float is a fraction.
+    ``channels_last``: the network's weights and inputs in ``torch.channels_last`` (2-D) or
+    ``torch.channels_last_3d`` (3-D) memory format; not a Lightning option, spectdl applies it. On
+    the CPU it pays only together with ``bf16-mixed`` (``benchmarks/bench_models.py --cpu-paths``).
+    Under a mixed precision the network runs in the low precision and the loss in float32.
     """
 
     max_epochs: int = 100
@@ -159,6 +163,7 @@ class TrainerConfig(Section):
     enable_model_summary: bool = True
     tensorboard: bool = False
     deterministic: Optional[bool] = None
+    channels_last: bool = False
 
     def _check(self) -> None:
         _positive("max_epochs", self.max_epochs)
@@ -334,6 +339,8 @@ class TrainConfig(Section):
                 raise ConfigError("loss.deep_supervision: not supported for task 'gan'; expected null")
         if self.task == "two_stage" and self.two_stage is None:
             object.__setattr__(self, "two_stage", TwoStageConfig())
+        if self.trainer.channels_last and self.task != "supervised":
+            raise ConfigError(f"trainer.channels_last: only applied by task 'supervised', found task {self.task!r}; expected false")
 
 
 def load_config(source: Union[str, os.PathLike, Mapping[str, Any], TrainConfig]) -> TrainConfig:

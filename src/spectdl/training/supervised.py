@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -16,6 +17,36 @@ from spectdl.training.networks import build_model
 from spectdl.training.optim import build_optimizer, build_scheduler
 
 
+_MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def to_channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """Every 4-D weight in ``channels_last`` and every 5-D one in ``channels_last_3d``, in place.
+
+    ``Module.to(memory_format=...)`` takes one format and refuses a network that mixes 2-D and 3-D
+    weights (the dynamic convolutions' attention layers); the Parameters themselves are kept, so an
+    optimizer built before still holds them.
+    """
+    for p in net.parameters():
+        fmt = _MEMORY_FORMATS.get(p.dim())
+        if fmt is not None:
+            p.data = p.data.contiguous(memory_format=fmt)
+    return net
+
+
+def _as_channels_last(x: torch.Tensor) -> torch.Tensor:
+    fmt = _MEMORY_FORMATS.get(x.dim())
+    return x if fmt is None else x.contiguous(memory_format=fmt)
+
+
+def _float32(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.float()
+    if isinstance(out, (list, tuple)):
+        return type(out)(_float32(o) for o in out)
+    return out
+
+
 class SupervisedModule(SpectdlModule):
     """``loss(net(input), target, **context)`` minimised over the network's weights.
 
@@ -25,6 +56,12 @@ class SupervisedModule(SpectdlModule):
     is called with ``return_sides=True`` and the loss sees ``(fused, [sides])``; the image metrics
     always use the fused output. Every batch key other than ``input`` and ``target`` reaches the loss
     as a context keyword (``lesion_mask=``, ``masks=``, ...).
+
+    Under a mixed ``trainer.precision`` the network runs in autocast and the loss and metrics in
+    float32 outside it, on the output cast to float32: the losses' own convolutions (SSIM's windows,
+    Sobel) would otherwise be lowered to bfloat16, whose 8-bit mantissa is too coarse for local
+    variances E[x²] − E[x]² and ratios such as IMBV. ``trainer.channels_last`` puts weights and
+    inputs in channels-last memory format.
 
     Logged: ``train_loss`` and ``val_loss`` (epoch means, plus ``.<term>`` components), ``val_psnr``
     and ``val_ssim`` (mean per image).
@@ -44,16 +81,33 @@ class SupervisedModule(SpectdlModule):
                 f"loss.deep_supervision: model {config.model.name!r} has no side outputs "
                 "(its forward takes no return_sides argument); expected null"
             )
+        self.channels_last = config.trainer.channels_last
+        if self.channels_last:
+            to_channels_last(self.net)
+        self.mixed = config.trainer.precision.endswith("-mixed")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def _outputs(self, x: torch.Tensor) -> Any:
-        return self.net(x, return_sides=True) if self.deep_supervision else self.net(x)
+        if self.channels_last:
+            x = _as_channels_last(x)
+        out = self.net(x, return_sides=True) if self.deep_supervision else self.net(x)
+        return _float32(out) if self.mixed else out
+
+    @contextlib.contextmanager
+    def _full_precision(self, x: torch.Tensor) -> Iterator[None]:
+        if not self.mixed:
+            yield
+            return
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            yield
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, context = split_batch(batch)
-        loss = self.loss(self._outputs(x), y, **context)
+        out = self._outputs(x)
+        with self._full_precision(x):
+            loss = self.loss(out, y, **context)
         self.check_finite(loss, x, batch_idx, loss_module=self.loss)
         self.log_loss("train", loss, x.shape[0], self.loss)
         return loss
@@ -61,9 +115,10 @@ class SupervisedModule(SpectdlModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y, context = split_batch(batch)
         out = self._outputs(x)
-        loss = self.loss(out, y, **context)
+        with self._full_precision(x):
+            loss = self.loss(out, y, **context)
+            self.log_image_metrics(out[0] if self.deep_supervision else out, y)
         self.log_loss("val", loss, x.shape[0], self.loss)
-        self.log_image_metrics(out[0] if self.deep_supervision else out, y)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.net.parameters(), self.config.optim)
