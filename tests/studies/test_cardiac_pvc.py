@@ -114,24 +114,27 @@ def test_statistics_match_statsmodels_and_scipy():
     base = rng.uniform(0.1, 0.25, 8)
     values = {"iy": base, "input": base * 1.6 + rng.normal(0, 0.01, 8), "unet": base * 1.1 + rng.normal(0, 0.01, 8),
               "unet_bv": base * 1.05 + rng.normal(0, 0.01, 8), "truth": base * 0.9}
-    rows = [{"case": f"c{i}", "method": m, "metric": "imbv", "value": float(v[i])}
+    # Eight volumes: the ED and ES gates of four subjects.
+    ids = [f"{ph}{i:05d}" for i in range(4) for ph in ("ed", "es")]
+    rows = [{"case": ids[i], "method": m, "metric": "imbv", "value": float(v[i])}
             for m, v in values.items() for i in range(8)]
     out = {(r["metric"], r["method"], r.get("versus")): r["value"] for r in cp._statistics(rows, list(values))}
     # Two families: the paper's methods (unet_bv is not one: Table II), and every method but the truth.
     families = {"": ("iy", "input", "unet"), "_all": ("iy", "input", "unet", "unet_bv")}
     assert ("tukey_p", "unet_bv", "iy") not in out and ("tukey_p_all", "unet_bv", "iy") in out
+    subject_mean = {m: v.reshape(4, 2).mean(1) for m, v in values.items()}  # the repeated unit: a subject
     for suffix, fam in families.items():
-        long = pd.DataFrame([r for r in rows if r["method"] in fam])
-        ref = AnovaRM(long, "value", "case", within=["method"]).fit().anova_table
+        long = pd.DataFrame([{"subject": s, "method": m, "value": subject_mean[m][s]} for m in fam for s in range(4)])
+        ref = AnovaRM(long, "value", "subject", within=["method"]).fit().anova_table
         assert out[(f"rm_anova_p{suffix}", "all", None)] == pytest.approx(float(ref["Pr > F"].iloc[0]), rel=1e-6)
         assert out[(f"rm_anova_f{suffix}", "all", None)] == pytest.approx(float(ref["F Value"].iloc[0]), rel=1e-6)
         # Tukey (repeated measures): q = |mean difference| / sqrt(MS_err / n), k means, (n-1)(k-1) df.
-        k = len(fam)
-        y = np.stack([values[m] for m in fam], 1)
+        k, n = len(fam), 4
+        y = np.stack([subject_mean[m] for m in fam], 1)
         resid = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-        df_err = (8 - 1) * (k - 1)
+        df_err = (n - 1) * (k - 1)
         ms = (resid**2).sum() / df_err
-        q = abs(values["unet"].mean() - values["iy"].mean()) / np.sqrt(ms / 8)
+        q = abs(subject_mean["unet"].mean() - subject_mean["iy"].mean()) / np.sqrt(ms / n)
         assert out[(f"tukey_p{suffix}", "unet", "iy")] == pytest.approx(float(st.studentized_range.sf(q, k, df_err)),
                                                                        rel=1e-4)
     d = values["input"] - values["truth"]
