@@ -57,6 +57,7 @@ from spectdl.losses import (
     DeepSupervision,
     IntensityBCELoss,
     Loss,
+    ThreePlaneSobelLoss,
     ThreePlaneSSIMLoss,
     build_loss,
 )
@@ -260,7 +261,7 @@ def _leaves(loss: nn.Module):
 
 
 #: Spatial dimensionalities of the losses that do not take both.
-ONLY_DIMS: dict[type, tuple[int, ...]] = {ThreePlaneSSIMLoss: (3,)}
+ONLY_DIMS: dict[type, tuple[int, ...]] = {ThreePlaneSSIMLoss: (3,), ThreePlaneSobelLoss: (3,)}
 
 
 def _target(dims: int) -> torch.Tensor:

@@ -352,8 +352,13 @@ def _anova_rows(wide, tested: list[str], suffix: str) -> list[dict[str, Any]]:
     from spectdl.errors import SpectdlError
     from spectdl.stats import rm_anova, tukey_hsd
 
-    if len(wide) < 2 or len(tested) < 2:
+    if len(tested) < 2:
         return []
+    if len(wide) < 2:  # e.g. one test subject at smoke scale: rows kept, with the reason
+        note = f"{len(wide)} subject; RM-ANOVA needs at least 2"
+        return ([{"case": "all", "method": "all", "metric": f"rm_anova_p{suffix}", "value": float("nan"), "note": note}]
+                + [{"case": "all", "method": m, "metric": f"tukey_p{suffix}", "versus": "iy", "value": float("nan"),
+                    "note": note} for m in tested if m != "iy"])
     out: list[dict[str, Any]] = []
     try:
         a = rm_anova(wide[tested])
