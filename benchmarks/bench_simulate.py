@@ -5,8 +5,9 @@ Usage: ``python benchmarks/bench_simulate.py [--samples 256] [--batch-sizes 16 3
 
 For each batch size the simulation is timed in this process with the per-view projector of before
 issue 14 (:class:`spectdl.physics.reference.ReferenceProjector`, ``path = reference``: the baseline
-of the ratio column), then with today's projector in this process (``workers=1``) and with
-``--workers`` spawned processes. Each is run at two sizes, one batch per worker
+of the ratio column), with the fused path's depth loop in torch (``torch-loop``, the path before the
+compiled loop of :mod:`spectdl.physics._compiled`), then with today's projector in this process
+(``workers=1``) and with ``--workers`` spawned processes. Each is run at two sizes, one batch per worker
 and ``--samples``: the small run measures the start-up (imports, projector set-up), the difference
 the steady time per sample, and 20,000 samples are extrapolated as start-up + 20,000 × that time.
 Since other programs may share the cores, the CPU time per sample (this process plus its finished
@@ -59,28 +60,33 @@ def _cpu_seconds() -> float:
 
 
 @contextlib.contextmanager
-def projector_class(reference: bool):
-    """Make :func:`simulate` (in this process) build the given projector class."""
+def projector_class(path: str):
+    """Make :func:`simulate` (in this process) build the projector of ``path``: ``reference`` (the
+    per-view projector), ``torch-loop`` (the fused path with its depth loop in torch, as before the
+    compiled loop) or ``fused`` (today's)."""
     import spectdl.physics as physics
     from spectdl.data import simulation
     from spectdl.physics.reference import ReferenceProjector
 
-    saved = physics.SpectProjector
+    saved, saved_loop = physics.SpectProjector, physics.SpectProjector.compiled_loop
     simulation._PROJECTORS.clear()
-    if reference:
+    if path == "reference":
         physics.SpectProjector = ReferenceProjector
+    elif path == "torch-loop":
+        physics.SpectProjector.compiled_loop = False
     try:
         yield
     finally:
         physics.SpectProjector = saved
+        saved.compiled_loop = saved_loop
         simulation._PROJECTORS.clear()
 
 
-def run(cfg: dict, workers: int, reference: bool = False) -> tuple[float, float, int]:
+def run(cfg: dict, workers: int, path: str = "fused") -> tuple[float, float, int]:
     """``(wall seconds, CPU seconds, bytes written)`` of one simulation into a temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="bench-sim-"))
     try:
-        with projector_class(reference):
+        with projector_class(path):
             c0, t0 = _cpu_seconds(), time.perf_counter()
             res = simulate(cfg, folder / "run", workers=workers, progress=False)
             return time.perf_counter() - t0, _cpu_seconds() - c0, res.bytes_written
@@ -120,22 +126,21 @@ def main() -> None:
     wall_ms, cpu_ms = phantom_rate()
     print(f"phantoms alone (brain2d, batch 64): {wall_ms:.2f} ms wall, {cpu_ms:.2f} ms CPU per phantom; "
           f"20,000 in {20000 * wall_ms / 1000:.1f} s")
-    header = (f"{'path':>9} {'batch':>5} {'workers':>7} {'wall s':>7} {'samples/s':>9} {'ratio':>6} {'start-up s':>10} "
+    header = (f"{'path':>10} {'batch':>5} {'workers':>7} {'wall s':>7} {'samples/s':>9} {'ratio':>6} {'start-up s':>10} "
               f"{'20k (wall)':>11} {'cpu ms/sample':>13} {'20k (idle)':>11} {'20k disk':>9}")
     print(header)
     print("-" * len(header))
     for bs in args.batch_sizes:
         base = None
-        for path, workers in [("reference", 1), ("fused", 1)] + ([("fused", args.workers)] if args.workers > 1 else []):
-            reference = path == "reference"
+        paths = [("reference", 1), ("torch-loop", 1), ("fused", 1)] + ([("fused", args.workers)] if args.workers > 1 else [])
+        for path, workers in paths:
             # Two sizes: one batch per worker (start-up: imports, projector set-up, first batch) and
             # the full run; the difference gives the steady cost per sample.
             small_n = bs * workers
             small_cfg = config(small_n, bs, args.recon, args.compression, args.device)
             small_cfg["shard_size"] = bs
-            t_small, c_small, _ = run(small_cfg, workers, reference)
-            seconds, cpu, size = run(config(args.samples, bs, args.recon, args.compression, args.device), workers,
-                                     reference)
+            t_small, c_small, _ = run(small_cfg, workers, path)
+            seconds, cpu, size = run(config(args.samples, bs, args.recon, args.compression, args.device), workers, path)
             base = seconds if base is None else base
             extra = max(args.samples - small_n, 1)
             wall_per = max(seconds - t_small, 0.0) / extra
@@ -145,7 +150,7 @@ def main() -> None:
             # On an otherwise idle machine each worker has a core: n · CPU per sample / workers.
             est_idle = startup + TARGET * cpu_per / min(workers, os.cpu_count() or 1)
             disk = size / args.samples * TARGET / 2**30
-            print(f"{path:>9} {bs:>5} {workers:>7} {seconds:>7.1f} {args.samples / seconds:>9.1f} {base / seconds:>5.2f}× "
+            print(f"{path:>10} {bs:>5} {workers:>7} {seconds:>7.1f} {args.samples / seconds:>9.1f} {base / seconds:>5.2f}× "
                   f"{startup:>10.1f} {est_wall / 60:>7.1f} min {1000 * cpu_per:>13.1f} {est_idle / 60:>7.1f} min "
                   f"{disk:>6.1f} GiB")
     import resource
