@@ -309,3 +309,30 @@ def test_a_field_of_view_is_checked_against_the_grid():
         SimulationConfig.from_dict(_fov_config() | {"orbit": {"n_angles": 12}})
     with pytest.raises(ConfigError, match="square cross-sections"):
         SimulationConfig.from_dict(_fov_config() | {"fov": {"shape": [60, 40, 40]}})
+
+
+def test_manifest_records_the_forward_loop_and_regenerate_runs_that_loop(tiny_run, tmp_path, monkeypatch):
+    """The compiled (numba) and torch depth loops agree to rounding, not bit for bit, so the
+    manifest names the one that made it and :func:`regenerate` runs that one."""
+    import numba
+
+    from spectdl.physics import SpectProjector
+
+    assert json.loads(tiny_run.manifest_path.read_text())["forward_loop"] == f"numba {numba.__version__}"
+    with monkeypatch.context() as m:
+        m.setattr(SpectProjector, "compiled_loop", False)
+        torch_run = simulate(tiny_config(), tmp_path / "torch", workers=1, progress=False)
+    manifest = json.loads(torch_run.manifest_path.read_text())
+    assert manifest["forward_loop"] == "torch"
+    a = read_sample(tiny_run.manifest_path, 0)["expected"]
+    b = read_sample(torch_run.manifest_path, 0)["expected"]
+    assert float((a - b).norm() / b.norm()) < 2e-6
+    # A manifest of before the loop was recorded (no key) was made by the torch loop.
+    del manifest["forward_loop"]
+    torch_run.manifest_path.write_text(json.dumps(manifest))
+    for index in (0, 9):
+        stored, again = read_sample(torch_run.manifest_path, index), regenerate(torch_run.manifest_path, index)
+        assert all(torch.equal(again[k], stored[k]) for k in stored)
+    monkeypatch.setattr(sim, "_forward_loop", lambda: "torch")  # as where numba is missing
+    with pytest.raises(SpectdlError, match=r"manifest\.json: forward_loop is 'numba .*numba is not installed"):
+        regenerate(tiny_run.manifest_path, 0)

@@ -107,6 +107,16 @@ def test_shards_of_another_config_are_refused(parts, tmp_path):
         finalize(out)
 
 
+def test_finalize_refuses_shards_of_another_forward_loop(parts, tmp_path):
+    out = _copy(parts, tmp_path)
+    side = out / "shard-00002.json"
+    data = json.loads(side.read_text())
+    assert data["forward_loop"].startswith("numba ")
+    side.write_text(json.dumps(dict(data, forward_loop="torch")))
+    with pytest.raises(InputError, match=r"shard-00002\.json \(.*loop torch\) made with other versions.*one forward loop"):
+        finalize(out)
+
+
 @pytest.mark.parametrize("shards", ["3:9", "2:2", "a:b", "1", (-1, 2), (0, 1.5), "0:5"])
 def test_a_bad_range_is_refused_naming_the_option_and_writes_nothing(tmp_path, shards):
     with pytest.raises(InputError, match=r"--shards: .*expected START:STOP with 0 <= START < STOP <= 4 \(this config has 4"):

@@ -137,7 +137,15 @@ def split_ranges(config: SimulationConfig) -> dict[str, tuple[int, int]]:
 # One batch
 
 
-def _projector(config: SimulationConfig, grid, device: torch.device):
+def _projector(config: SimulationConfig, grid, device: torch.device, compiled: bool | None = None):
+    from spectdl.physics import SpectProjector
+
+    proj = _cached_projector(config, grid, device)
+    proj.compiled_loop = SpectProjector.compiled_loop if compiled is None else compiled
+    return proj
+
+
+def _cached_projector(config: SimulationConfig, grid, device: torch.device):
     o = config.orbit
     key = (grid, o.n_angles, o.radius_mm, o.arc_deg, o.start_deg, o.direction, config.collimator_model(),
            config.recon is not None, str(device))
@@ -202,11 +210,12 @@ def _per_sample_params(info: Mapping[str, Any], count: int) -> dict[str, torch.T
 
 
 def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index: int, count: int,
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
+                   device: torch.device | str = "cpu", *, compiled: bool | None = None) -> dict[str, Any]:
     """Make one batch: ``{"arrays": {key: tensor [count, C, ...]}, "records": [...], "params": {...}}``.
 
     ``first_index`` is the global index of the batch's first sample. Deterministic given the
-    arguments (see the module docstring for the seeds).
+    arguments (see the module docstring for the seeds). ``compiled`` picks the forward projection's
+    depth loop (``None``: the projector's default; :func:`regenerate` passes the manifest's).
     """
     device = torch.device(device)
     base_seed = mix_seed(config.seed, 1, shard, batch)
@@ -224,7 +233,7 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
         if "lesion_mask" in store:
             arrays["lesion_mask"] = ph.lesion_mask.to(torch.uint8)
     else:
-        proj = _projector(config, ph.grid, device)
+        proj = _projector(config, ph.grid, device, compiled)
         proj.set_mu_map(ph.mu_per_cm if config.attenuation else None)
         act = config.counts.activity
         # Uncached, so that the noise-free data (and hence every Poisson draw) are the same bytes
@@ -244,7 +253,7 @@ def simulate_batch(config: SimulationConfig, shard: int, batch: int, first_index
             clean = crop_projections(config, clean)
             proj.set_mu_map(None)
             ph = crop_to_fov(config, ph)
-            proj = _projector(config, ph.grid, device)
+            proj = _projector(config, ph.grid, device, compiled)
             proj.set_mu_map(ph.mu_per_cm if config.attenuation else None)
         if "activity" in store:
             arrays["activity"] = ph.activity
@@ -563,7 +572,35 @@ def _origin(config: dict[str, Any], splits: Mapping[str, Any]) -> bytes:
 def _versions() -> dict[str, str]:
     import spectdl
 
-    return {"spectdl_version": getattr(spectdl, "__version__", "unknown"), "torch_version": torch.__version__}
+    return {"spectdl_version": getattr(spectdl, "__version__", "unknown"), "torch_version": torch.__version__,
+            "forward_loop": _forward_loop()}
+
+
+def _forward_loop() -> str:
+    """Which depth loop the 2-D forward projection runs here: ``"numba <version>"`` (compiled) or
+    ``"torch"``. The two agree to float rounding, not bit for bit, so the manifest records it."""
+    from spectdl.physics import SpectProjector, _compiled
+
+    if SpectProjector.compiled_loop and _compiled.available():
+        import numba
+
+        return f"numba {numba.__version__}"
+    return "torch"
+
+
+_OLD_LOOP = "torch"  # manifests and sidecars written before the loop was recorded ran the torch loop
+
+
+def _compiled_for(manifest: Mapping[str, Any], path) -> bool:
+    """Whether to run the compiled loop to reproduce the bytes of ``manifest`` (read from ``path``)."""
+    loop = manifest.get("forward_loop", _OLD_LOOP)
+    if loop == "torch":
+        return False
+    here = _forward_loop()
+    if here == "torch":
+        raise SpectdlError(f"{path}: forward_loop is {loop!r}, but the compiled loop cannot run here (numba is "
+                           f"not installed, or SPECTDL_NO_NUMBA is set); expected {loop} to regenerate bit for bit")
+    return True
 
 
 def _make_shard_with_sidecar(config: SimulationConfig, out_dir: str | Path, shard: int,
@@ -684,13 +721,18 @@ def finalize(out_dir: str | Path) -> SimulationResult:
     if mixed:
         raise InputError(f"finalize: {_names(mixed)} made from a different config than {ref_path.name}; expected "
                          f"every shard of one config (remake them with that config and --overwrite)")
-    versions = {k: ref[k] for k in ("spectdl_version", "torch_version")}
-    mixed = [f"{p.name} ({d['spectdl_version']}, torch {d['torch_version']})" for p, d in sidecars.items()
-             if {k: d[k] for k in versions} != versions]
+    def versions_of(d):
+        return {"spectdl_version": d["spectdl_version"], "torch_version": d["torch_version"],
+                "forward_loop": d.get("forward_loop", _OLD_LOOP)}
+
+    versions = versions_of(ref)
+    mixed = [f"{p.name} ({d['spectdl_version']}, torch {d['torch_version']}, loop {versions_of(d)['forward_loop']})"
+             for p, d in sidecars.items() if versions_of(d) != versions]
     if mixed:
         raise InputError(f"finalize: {_names(mixed)} made with other versions than {ref_path.name} "
-                         f"(spectdl {versions['spectdl_version']}, torch {versions['torch_version']}); expected one "
-                         f"version of spectdl and torch for all shards (bytes may differ between versions)")
+                         f"(spectdl {versions['spectdl_version']}, torch {versions['torch_version']}, forward loop "
+                         f"{versions['forward_loop']}); expected one version of spectdl and torch, and one forward "
+                         f"loop (numba or torch), for all shards (bytes may differ between them)")
     cfg = SimulationConfig.from_dict(ref["config"])
     layout = shard_layout(cfg)
     by_index: dict[int, dict[str, Any]] = {}
@@ -907,6 +949,7 @@ def _manifest(cfg: SimulationConfig, shapes, results, versions: Mapping[str, str
         "version": MANIFEST_VERSION,
         "spectdl_version": versions["spectdl_version"],
         "torch_version": versions["torch_version"],
+        "forward_loop": versions.get("forward_loop", _OLD_LOOP),
         "config": cfg.to_dict(),
         "keys": {k: {"shape": s, "dtype": d} for k, (s, d) in shapes.items()},
         "shards": [entry for entry, _ in results],
@@ -968,7 +1011,8 @@ def regenerate(manifest_path: str | Path, index: int, *, device: torch.device | 
     """Rebuild sample ``index`` from the manifest: ``{key: tensor [C, ...]}`` as :func:`read_sample` returns it.
 
     The sample's whole batch is re-made (same seeds, same batch composition) and its row returned,
-    so on the CPU with the recorded torch version the result equals the stored sample bit for bit.
+    so on the CPU with the recorded torch version and forward loop (``forward_loop``: numba or torch)
+    the result equals the stored sample bit for bit.
     """
     manifest = load_manifest_json(manifest_path)
     record = _sample_record(manifest, index)
@@ -977,8 +1021,9 @@ def regenerate(manifest_path: str | Path, index: int, *, device: torch.device | 
         cfg = SimulationConfig.from_dict(dict(manifest["config"], device=str(torch.device(device))))
     first, count = shard_layout(cfg)[record["shard"]]
     row0, n = batch_layout(cfg, count)[record["batch"]]
+    compiled = _compiled_for(manifest, manifest_path)
     with single_thread(), torch.no_grad():
-        out = simulate_batch(cfg, record["shard"], record["batch"], first + row0, n, cfg.device)
+        out = simulate_batch(cfg, record["shard"], record["batch"], first + row0, n, cfg.device, compiled=compiled)
     b = record["row"] - row0
     result = {}
     for key, spec in manifest["keys"].items():
