@@ -35,3 +35,23 @@ def test_linear_fit_figures_pair_cases_from_the_metric_rows(tmp_path):
     assert linear_fit_figures(df, {"linear_fits": [dict(spec, x="missing")]}, tmp_path) == []
     with pytest.raises(Exception):
         linear_fit_plot(np.array([]), {})
+
+
+def test_per_case_table_selects_by_metric_and_where_matching_numbers_and_their_text():
+    from spectdl.report.agreement import per_case_table
+
+    rows = [{"case": c, "method": m, "metric": met, "iteration": it, "region": reg, "value": v}
+            for c, m, met, it, reg, v in [
+                ("a", "osem", "mse", 3, "high", 1.0), ("a", "osem", "mse", 5, "high", 2.0),
+                ("a", "net", "mse", 3, "high", 4.0), ("b", "osem", "mse", 3, "high", 8.0),
+                ("b", "osem", "mse", 3, "background", 16.0), ("a", "osem", "psnr", 3, "high", 32.0),
+                ("all", "osem", "mse", 3, "high", 64.0)]]
+    df = pd.DataFrame(rows)
+    as_text = df.astype({"iteration": str})  # metrics.csv read back without type inference
+    for frame, where in ((df, {"iteration": "3", "region": "high"}), (as_text, {"iteration": 3, "region": "high"}),
+                         (df, {"iteration": 3, "region": "high", "absent_column": "x"})):
+        wide = per_case_table(frame, "mse", where)
+        assert wide.loc["a", "osem"] == 1.0 and wide.loc["a", "net"] == 4.0 and wide.loc["b", "osem"] == 8.0
+        assert list(wide.index) == ["a", "b"]  # the "all" row is not a case
+    # no where: rows that differ only in where columns are averaged by the pivot
+    assert per_case_table(df, "mse").loc["b", "osem"] == 12.0

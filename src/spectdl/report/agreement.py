@@ -59,19 +59,30 @@ def linear_fit_plot(x: np.ndarray, ys: Mapping[str, np.ndarray], *, title: str |
     return fig
 
 
+def per_case_table(df, metric: str, where: Mapping[str, Any] | None = None):
+    """The per-case rows of ``metric`` in metrics rows ``df`` as a ``[case, method]`` table of values.
+
+    ``where`` selects rows by other columns (``{"region": "high"}``); a value matches a cell equal to
+    it, or whose text is its text (metrics.csv read back gives strings or numbers for the same field,
+    so ``3`` matches ``"3"`` and ``"3"`` matches ``3``). A ``where`` column absent from ``df`` selects
+    nothing away. The ``"all"`` rows (summaries over the cases) are left out.
+    """
+    sel = df[(df["case"] != "all") & (df["metric"] == metric)]
+    for k, v in (where or {}).items():
+        if k in sel.columns:
+            col = sel[k]
+            sel = sel[(col == v) | (col.astype(str) == str(v))]
+    return sel.pivot_table(index="case", columns="method", values="value")
+
+
 def linear_fit_figures(df, summary: Mapping[str, Any], fig_dir: Path) -> list[tuple[str, Path]]:
     """The figures of ``summary["linear_fits"]``: each ``{name, title, metric, x, y: [methods], where}``
     plots the per-case ``metric`` of every method of ``y`` against method ``x``'s (cases paired by id,
     rows selected by the ``where`` columns), as ``fig_dir/fit_<name>.png``. Returns ``[(caption, path)]``,
     the caption being ``title`` and the number of cases."""
     out = []
-    cases = df[df["case"] != "all"]
     for spec in summary.get("linear_fits") or []:
-        sel = cases[cases["metric"] == spec["metric"]]
-        for k, v in (spec.get("where") or {}).items():
-            if k in sel.columns:
-                sel = sel[sel[k].astype(str) == str(v)]
-        wide = sel.pivot_table(index="case", columns="method", values="value")
+        wide = per_case_table(df, spec["metric"], spec.get("where"))
         ys = [m for m in spec.get("y") or [] if m in wide.columns and m != spec["x"]]
         if spec["x"] not in wide.columns or not ys:
             continue

@@ -19,7 +19,7 @@ import numpy as np
 
 from spectdl.errors import InputError
 from spectdl.io.atomic import atomic_write
-from spectdl.report.agreement import linear_fit_figures
+from spectdl.report.agreement import linear_fit_figures, per_case_table
 from spectdl.report.figures import image_grid
 from spectdl.report.plots import metric_boxplot
 from spectdl.report.png import _figure, save_png
@@ -274,13 +274,8 @@ def _bland_altman(df, summary: dict, fig_dir: Path) -> list[tuple[str, Path]]:
     from spectdl.report.plots import bland_altman_plot
 
     out = []
-    cases = df[df["case"] != "all"]
     for spec in summary.get("bland_altman") or []:
-        sel = cases[cases["metric"] == spec["metric"]]
-        for k, v in (spec.get("where") or {}).items():
-            if k in sel.columns:
-                sel = sel[sel[k] == v]
-        wide = sel.pivot_table(index="case", columns="method", values="value")
+        wide = per_case_table(df, spec["metric"], spec.get("where"))
         if spec["a"] not in wide.columns or spec["b"] not in wide.columns:
             continue
         pair = wide[[spec["a"], spec["b"]]].dropna()
