@@ -6,8 +6,9 @@ For each variant, a fresh subprocess times the forward projection, the back proj
 OSEM iteration (4 subsets) of a ``size³`` object (LEHR, attenuation, 120 views) first on an idle
 machine and then while a busy-loop process pinned to core 0 (``os.sched_setaffinity``) runs beside
 it. Variants: torch's default threads (one per core), one thread (``torch.set_num_threads(1)``),
-and OpenMP's passive wait (``OMP_WAIT_POLICY=PASSIVE``, set before the subprocess starts: a
-waiting thread sleeps instead of spinning). (``GOMP_SPINCOUNT=10000`` or ``100000`` measured worse
+OpenMP's passive wait (``OMP_WAIT_POLICY=PASSIVE``, set before the subprocess starts: a
+waiting thread sleeps instead of spinning), and the depth blur in torch ops instead of its compiled
+loop (``SPECTDL_NO_NUMBA=1``: the projector of before 2026-12-06). (``GOMP_SPINCOUNT=10000`` or ``100000`` measured worse
 than the default under load here: 3.3–12× slower.) The table gives the median time of each step idle and
 busy, the busy/idle slowdown, and each time relative to the default variant's idle time in the
 same run; the last line is the peak resident memory of the largest subprocess.
@@ -26,7 +27,9 @@ import subprocess
 import sys
 
 VARIANTS = {"default threads": ({}, None), "1 thread": ({}, 1),
-            "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, None)}
+            "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
+            # the depth blur in torch ops, as before the compiled blur (one parallel region per op)
+            "torch blur (SPECTDL_NO_NUMBA=1)": ({"SPECTDL_NO_NUMBA": "1"}, None)}
 
 
 def _child(size: int, views: int, reps: int, threads: int | None) -> None:

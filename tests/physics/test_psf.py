@@ -128,3 +128,58 @@ def test_variances_split_into_steps_and_a_residual():
     np.testing.assert_allclose(m / 3 + r, v, rtol=0, atol=1e-12)
     assert list(m[:3]) == [0, 0, 0] and np.array_equal(r[:3], v[:3])  # below 5/6: no step
     assert np.all((r[3:] >= 0.5 - 1e-12) & (r[3:] < 5 / 6))
+
+
+def _random_blur(groups, depth, axial, dtype, seed=0):
+    """A DepthBlur whose every group has its own far-to-near variances (up to ~3 px²: steps,
+    identity steps where the variance does not change, and residuals)."""
+    from spectdl.physics.psf import DepthBlur
+
+    rng = np.random.default_rng(seed)
+    # falling by less than a step (1/3 px²) per plane, so each increment is one three-tap step
+    drops = rng.uniform(0.0, 0.33, (groups, depth - 1))
+    drops[:, depth // 2 :] = 0.0  # equal variances: steps that do not move
+    var = rng.uniform(0.05, 0.5, (groups, 1)) + np.concatenate([np.cumsum(drops[:, ::-1], 1)[:, ::-1],
+                                                               np.zeros((groups, 1))], 1)
+    var_z = var * rng.uniform(0.5, 1.5, (groups, 1)) if axial else None
+    return DepthBlur.from_variances(var, var_z, dtype=dtype)
+
+
+@pytest.mark.parametrize("axial,shape", [(False, (9, 4, 13, 1)), (True, (9, 5, 11, 7))])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-6), (torch.float64, 1e-13)])
+def test_compiled_depth_blur_equals_the_torch_recursion_and_is_its_own_adjoint(axial, shape, dtype, tol):
+    """The compiled recursion (numba, :mod:`spectdl.physics._compiled`) against the torch loop it
+    replaces on the CPU, with a kernel per group, and <B p, y> = <p, Bᵀ y>."""
+    depth, groups = shape[:2]
+    blur = _random_blur(groups, depth, axial, dtype)
+    assert blur.is_three_tap and not all(blur.moves) and any(blur.moves)
+    g = torch.Generator().manual_seed(1)
+    planes = torch.rand(shape, generator=g, dtype=dtype)
+    image = torch.rand(shape[1:], generator=g, dtype=dtype)
+    with torch.no_grad():
+        blur.compiled = True
+        fwd, adj = blur.forward(planes), blur.adjoint(image)
+        blur.compiled = False
+        fwd_t, adj_t = blur.forward(planes), blur.adjoint(image)
+    assert float((fwd - fwd_t).norm() / fwd_t.norm()) < tol
+    assert float((adj - adj_t).norm() / adj_t.norm()) < tol
+    lhs, rhs = float((fwd.double() * image.double()).sum()), float((planes.double() * adj.double()).sum())
+    assert abs(lhs - rhs) / abs(lhs) < 10 * tol
+
+
+def test_compiled_depth_blur_follows_torch_threads():
+    """The compiled loop runs on torch's thread count, and gives the same bytes on one thread."""
+    import numba
+
+    blur = _random_blur(6, 8, True, torch.float64)
+    planes = torch.rand((8, 6, 9, 5), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    saved = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            many = blur.forward(planes)
+            torch.set_num_threads(1)
+            one = blur.forward(planes)
+            assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(one, many)

@@ -79,3 +79,42 @@ def depth_loop(rot_a: torch.Tensor, h: torch.Tensor, base: torch.Tensor, rows: t
         out: ``[V, S, C]`` written with ``acc_{D−1}`` (before the final base blur).
     """
     _kernels().depth_loop(*(t.numpy() for t in (rot_a, h, base, rows, turn, res_k, step_k, moves, out)))
+
+
+def _threads() -> None:
+    """Run numba's parallel loops on as many threads as torch's (``torch.set_num_threads``, and
+    one in the simulation's workers), so that one setting governs both."""
+    nb = _numba()
+    nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
+
+
+def _blur_taps(blur) -> tuple:
+    """``(res_s, res_z, step_s, step_z, moves, axial)`` of a three-tap :class:`DepthBlur` as the
+    kernels take them: residuals ``(c0, c1, c2)``, steps ``(middle, side)``."""
+    h = blur.res_s.shape[-1] // 2
+    res_s = blur.res_s[..., h:].contiguous()
+    step_s = blur.step_s[..., 1:].contiguous()
+    axial = blur.res_z is not None
+    res_z = blur.res_z[..., h:].contiguous() if axial else res_s
+    step_z = blur.step_z[..., 1:].contiguous() if axial else step_s
+    moves = torch.as_tensor(blur.moves, dtype=torch.bool)
+    return res_s.numpy(), res_z.numpy(), step_s.numpy(), step_z.numpy(), moves.numpy(), axial
+
+
+def blur_forward(blur, planes: torch.Tensor) -> torch.Tensor:
+    """``acc_{D−1}`` of :meth:`DepthBlur.forward <spectdl.physics.psf.DepthBlur.forward>` for
+    ``planes [D, G, S, Z]`` (CPU, no autograd, three-tap steps): ``[G, S, Z]``, before the final
+    base blur. One parallel loop over the groups (``G``), each plane's passes in cache."""
+    _threads()
+    out = planes.new_empty(planes.shape[1:])
+    _kernels().blur_forward(planes.contiguous().numpy(), *_blur_taps(blur), out.numpy())
+    return out
+
+
+def blur_adjoint(blur, image: torch.Tensor) -> torch.Tensor:
+    """:meth:`DepthBlur.adjoint <spectdl.physics.psf.DepthBlur.adjoint>` of ``image [G, S, Z]`` after
+    the final base blur's adjoint: ``[D, G, S, Z]``."""
+    _threads()
+    out = image.new_empty((blur.n_depth,) + tuple(image.shape))
+    _kernels().blur_adjoint(image.contiguous().numpy(), *_blur_taps(blur), out.numpy())
+    return out

@@ -116,3 +116,144 @@ def depth_loop(rot_a, h, base, rows, turn, res_k, step_k, moves, out):
             arow = acc[(s + 1) * nc : (s + 2) * nc]
             for c in range(nc):
                 orow[c] = arow[c]
+
+
+# ---- the depth blur of the per-view path, [D, G, S, Z] planes, in padded slabs [S+4, Z+4] ----
+# A slab holds one group's plane with two zero rows (radial) and two zero columns (axial) each side,
+# so that every tap reads zeros past the edge. Radial passes run over whole padded rows (the pad
+# columns stay zero: their inputs are zero), axial ones over the interior of each row.
+
+
+@_jit
+def _radial(src, dst, taps, ns, w):
+    # dst rows 2..ns+1 = Σ_t taps[t] (src[row − t] + src[row + t]) (taps[0] once); taps of 3 or 2.
+    n = ns * w
+    o = 2 * w
+    d = dst[o : o + n]
+    s0 = src[o : o + n]
+    s1m = src[o - w : o - w + n]
+    s1p = src[o + w : o + w + n]
+    c0 = taps[0]
+    c1 = taps[1]
+    if taps.shape[0] == 3:
+        c2 = taps[2]
+        s2m = src[o - 2 * w : o - 2 * w + n]
+        s2p = src[o + 2 * w : o + 2 * w + n]
+        for k in range(n):
+            d[k] = c0 * s0[k] + c1 * s1m[k] + c1 * s1p[k] + c2 * s2m[k] + c2 * s2p[k]
+    else:
+        for k in range(n):
+            d[k] = c0 * s0[k] + c1 * s1m[k] + c1 * s1p[k]
+
+
+@_jit
+def _axial(src, dst, taps, ns, nz, w, add):
+    # dst[row, 2:nz+2] (+)= the same along the axial axis, row by row.
+    c0 = taps[0]
+    c1 = taps[1]
+    three = taps.shape[0] == 3
+    c2 = taps[2] if three else c1
+    for s in range(ns):
+        o = (s + 2) * w + 2
+        d = dst[o : o + nz]
+        s0 = src[o : o + nz]
+        s1m = src[o - 1 : o - 1 + nz]
+        s1p = src[o + 1 : o + 1 + nz]
+        s2m = src[o - 2 : o - 2 + nz]
+        s2p = src[o + 2 : o + 2 + nz]
+        if three:
+            if add:
+                for z in range(nz):
+                    d[z] += c0 * s0[z] + c1 * s1m[z] + c1 * s1p[z] + c2 * s2m[z] + c2 * s2p[z]
+            else:
+                for z in range(nz):
+                    d[z] = c0 * s0[z] + c1 * s1m[z] + c1 * s1p[z] + c2 * s2m[z] + c2 * s2p[z]
+        else:
+            if add:
+                for z in range(nz):
+                    d[z] += c0 * s0[z] + c1 * s1m[z] + c1 * s1p[z]
+            else:
+                for z in range(nz):
+                    d[z] = c0 * s0[z] + c1 * s1m[z] + c1 * s1p[z]
+
+
+@_jit
+def _separable(src, tmp, dst, taps_s, taps_z, ns, nz, w, axial, add):
+    # dst (+)= taps_z ∗ (taps_s ∗ src); without an axial blur dst (+)= taps_s ∗ src (radial only).
+    if axial:
+        _radial(src, tmp, taps_s, ns, w)
+        _axial(tmp, dst, taps_z, ns, nz, w, add)
+    elif add:
+        _radial(src, tmp, taps_s, ns, w)
+        o = 2 * w
+        n = ns * w
+        d = dst[o : o + n]
+        t = tmp[o : o + n]
+        for k in range(n):
+            d[k] += t[k]
+    else:
+        _radial(src, dst, taps_s, ns, w)
+
+
+@_jit
+def _load(plane, slab, ns, nz, w):
+    for s in range(ns):
+        row = slab[(s + 2) * w + 2 : (s + 2) * w + 2 + nz]
+        src = plane[s]
+        for z in range(nz):
+            row[z] = src[z]
+
+
+@_jit
+def _store(slab, plane, ns, nz, w):
+    for s in range(ns):
+        row = slab[(s + 2) * w + 2 : (s + 2) * w + 2 + nz]
+        dst = plane[s]
+        for z in range(nz):
+            dst[z] = row[z]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def blur_forward(planes, res_s, res_z, step_s, step_z, moves, axial, out):
+    # planes [D, G, S, Z] → out [G, S, Z] = acc_{D−1} of the recursion (psf module docstring), per
+    # group g in parallel: res_* [G, D, 3] (c0, c1, c2), step_* [G, D−1, 2] (middle, side); the
+    # _z kernels are ignored unless axial.
+    nd, ng, ns, nz = planes.shape
+    w = nz + 4
+    size = (ns + 4) * w
+    for g in numba.prange(ng):
+        p = np.zeros(size, dtype=planes.dtype)
+        tmp = np.zeros(size, dtype=planes.dtype)
+        acc = np.zeros(size, dtype=planes.dtype)
+        nxt = np.zeros(size, dtype=planes.dtype)
+        for j in range(nd):
+            _load(planes[j, g], p, ns, nz, w)
+            if j == 0:
+                _separable(p, tmp, acc, res_s[g, j], res_z[g, j], ns, nz, w, axial, False)
+                continue
+            if moves[j - 1]:
+                _separable(acc, tmp, nxt, step_s[g, j - 1], step_z[g, j - 1], ns, nz, w, axial, False)
+                acc, nxt = nxt, acc
+            _separable(p, tmp, acc, res_s[g, j], res_z[g, j], ns, nz, w, axial, True)
+        _store(acc, out[g], ns, nz, w)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def blur_adjoint(image, res_s, res_z, step_s, step_z, moves, axial, out):
+    # image [G, S, Z] (after the adjoint of the final base blur) → out [D, G, S, Z]: the recursion
+    # run from near to far, out[j] = R_j ∗ u_j with u_{j−1} = S_{j−1} ∗ u_j.
+    nd, ng, ns, nz = out.shape
+    w = nz + 4
+    size = (ns + 4) * w
+    for g in numba.prange(ng):
+        u = np.zeros(size, dtype=image.dtype)
+        tmp = np.zeros(size, dtype=image.dtype)
+        r = np.zeros(size, dtype=image.dtype)
+        nxt = np.zeros(size, dtype=image.dtype)
+        _load(image[g], u, ns, nz, w)
+        for j in range(nd - 1, -1, -1):
+            _separable(u, tmp, r, res_s[g, j], res_z[g, j], ns, nz, w, axial, False)
+            _store(r, out[j, g], ns, nz, w)
+            if j > 0 and moves[j - 1]:
+                _separable(u, tmp, nxt, step_s[g, j - 1], step_z[g, j - 1], ns, nz, w, axial, False)
+                u, nxt = nxt, u

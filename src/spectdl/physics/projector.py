@@ -655,7 +655,9 @@ class SpectProjector(nn.Module):
                 img = stack.sum(0)
             else:
                 sel = torch.as_tensor(chunk, device=device)
-                img = blur.select(sel, nb).forward(stack)
+                chunk_blur = blur.select(sel, nb)
+                chunk_blur.compiled = self.compiled_loop
+                img = chunk_blur.forward(stack)
             out.append(img.reshape(len(chunk), b, c, n, nz))
         y = torch.cat(out, 0).permute(1, 2, 0, 3, 4)
         return y if self.is_3d else y[..., 0]
@@ -679,7 +681,9 @@ class SpectProjector(nn.Module):
                 planes = img.unsqueeze(0).expand(n, -1, -1, -1)
             else:
                 sel = torch.as_tensor(chunk, device=device)
-                planes = blur.select(sel, nb).adjoint(img)  # [D, V·B·C, S, Z]
+                chunk_blur = blur.select(sel, nb)
+                chunk_blur.compiled = self.compiled_loop
+                planes = chunk_blur.adjoint(img)  # [D, V·B·C, S, Z]
             for k, v in enumerate(chunk):
                 p = planes[:, k * nb : (k + 1) * nb].reshape(n, b, c, n, nz)  # [D, B, C, S, Z]
                 att = self._attenuation(v, device, dtype)

@@ -3,7 +3,7 @@
 :class:`ReferenceProjector` is a :class:`~spectdl.physics.SpectProjector` whose forward projection
 and attenuation factors are computed as they were before the fused forward path: one sparse
 rotation per view and image, attenuation sums on the permuted ``[D, B, S, Z]`` layout, and the
-depth blur of :class:`~spectdl.physics.psf.DepthBlur`. It is the same linear operator (the tests
+depth blur of :class:`~spectdl.physics.psf.DepthBlur` in torch operations (not its compiled loop). It is the same linear operator (the tests
 compare the two to float tolerance) and ``benchmarks/bench_simulate.py`` times it in the same run
 as the baseline of its ratios. Not for new code: its forward projection is 2-3 times slower.
 """
@@ -21,6 +21,9 @@ class ReferenceProjector(SpectProjector):
     """:class:`SpectProjector` with the per-view forward path of before issue 14 (same arguments)."""
 
     fused_forward = False
+    #: and the depth blur in torch operations, not compiled (so that the tests compare against a
+    #: path that shares no compiled code with the fast one)
+    compiled_loop = False
 
     def _attenuation_factors(self, view: int, device, dtype) -> torch.Tensor:
         """``[D, B_mu, S, Z]`` survival probabilities for view ``view``, on the permuted layout."""
