@@ -56,11 +56,17 @@ def _kernels():
     return _numba_kernels
 
 
-def rotate(matrix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, src2: torch.Tensor, dst2: torch.Tensor) -> None:
-    """``dst = matrix @ src`` and ``dst2 = matrix @ src2`` for a CSR ``matrix [n², n²]`` and
-    ``[n², C]`` operands (CPU, contiguous; ``src2, dst2`` may have no columns), in one pass."""
+def rotate(matrix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, src2: torch.Tensor | None = None,
+           dst2: torch.Tensor | None = None, *, accumulate: bool = False) -> None:
+    """``dst = matrix @ src`` (``dst += …`` with ``accumulate``) for a CSR ``matrix [n², n²]`` and
+    ``[n², C]`` operands (CPU, contiguous), and the same for ``src2, dst2`` in the same pass over
+    the matrix; rows in parallel on torch's thread count. The same bytes as torch's CSR product
+    (and its ``add_``)."""
+    _threads()
+    if src2 is None:
+        src2, dst2 = src[:, :0], dst[:, :0]
     _kernels().rotate(matrix.crow_indices().numpy(), matrix.col_indices().numpy(), matrix.values().numpy(),
-                      src.numpy(), dst.numpy(), src2.numpy(), dst2.numpy())
+                      src.numpy(), dst.numpy(), src2.numpy(), dst2.numpy(), accumulate)
 
 
 def depth_loop(rot_a: torch.Tensor, h: torch.Tensor, base: torch.Tensor, rows: torch.Tensor, turn: torch.Tensor,

@@ -10,27 +10,37 @@ import numpy as np
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
-@_jit
-def rotate(indptr, indices, data, src, dst, src2, dst2):
-    # dst[p, :] = Σ_k data[k] · src[indices[k], :] over the CSR row p (src, dst [n², C]), and the
-    # same for src2, dst2 [n², C2] in the same pass over the matrix (C2 may be 0).
+@numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def rotate(indptr, indices, data, src, dst, src2, dst2, accumulate):
+    # dst[p, :] (+)= Σ_k data[k] · src[indices[k], :] over the CSR row p (src, dst [n², C]), and the
+    # same for src2, dst2 [n², C2] in the same pass over the matrix (C2 may be 0); rows in parallel.
+    # A row's terms are summed in CSR order and then added, as torch's CPU product and an add_ of
+    # it do (the same bytes, tests/physics/test_compiled.py).
     nc = dst.shape[1]
     nc2 = dst2.shape[1]
-    for p in range(dst.shape[0]):
-        d = dst[p]
-        d2 = dst2[p]
-        for c in range(nc):
-            d[c] = 0.0
-        for c in range(nc2):
-            d2[c] = 0.0
+    for p in numba.prange(dst.shape[0]):
+        acc = np.zeros(nc, dtype=dst.dtype)
+        acc2 = np.zeros(nc2, dtype=dst2.dtype)
         for k in range(indptr[p], indptr[p + 1]):
             w = data[k]
             sr = src[indices[k]]
             for c in range(nc):
-                d[c] += w * sr[c]
+                acc[c] += w * sr[c]
             sr2 = src2[indices[k]]
             for c in range(nc2):
-                d2[c] += w * sr2[c]
+                acc2[c] += w * sr2[c]
+        d = dst[p]
+        d2 = dst2[p]
+        if accumulate:
+            for c in range(nc):
+                d[c] += acc[c]
+            for c in range(nc2):
+                d2[c] += acc2[c]
+        else:
+            for c in range(nc):
+                d[c] = acc[c]
+            for c in range(nc2):
+                d2[c] = acc2[c]
 
 
 @_jit
@@ -196,6 +206,13 @@ def _separable(src, tmp, dst, taps_s, taps_z, ns, nz, w, axial, add):
 
 
 @_jit
+def _slabs(size, like):
+    # four zeroed slabs of like's dtype
+    return (np.zeros(size, dtype=like.dtype), np.zeros(size, dtype=like.dtype),
+            np.zeros(size, dtype=like.dtype), np.zeros(size, dtype=like.dtype))
+
+
+@_jit
 def _load(plane, slab, ns, nz, w):
     for s in range(ns):
         row = slab[(s + 2) * w + 2 : (s + 2) * w + 2 + nz]
@@ -222,10 +239,7 @@ def blur_forward(planes, res_s, res_z, step_s, step_z, moves, axial, out):
     w = nz + 4
     size = (ns + 4) * w
     for g in numba.prange(ng):
-        p = np.zeros(size, dtype=planes.dtype)
-        tmp = np.zeros(size, dtype=planes.dtype)
-        acc = np.zeros(size, dtype=planes.dtype)
-        nxt = np.zeros(size, dtype=planes.dtype)
+        p, tmp, acc, nxt = _slabs(size, planes)
         for j in range(nd):
             _load(planes[j, g], p, ns, nz, w)
             if j == 0:
@@ -246,10 +260,7 @@ def blur_adjoint(image, res_s, res_z, step_s, step_z, moves, axial, out):
     w = nz + 4
     size = (ns + 4) * w
     for g in numba.prange(ng):
-        u = np.zeros(size, dtype=image.dtype)
-        tmp = np.zeros(size, dtype=image.dtype)
-        r = np.zeros(size, dtype=image.dtype)
-        nxt = np.zeros(size, dtype=image.dtype)
+        u, tmp, r, nxt = _slabs(size, image)
         _load(image[g], u, ns, nz, w)
         for j in range(nd - 1, -1, -1):
             _separable(u, tmp, r, res_s[g, j], res_z[g, j], ns, nz, w, axial, False)

@@ -337,7 +337,7 @@ class SpectProjector(nn.Module):
         mu5 = self._mu5(device, dtype)
         n = self.grid.shape[0]
         fwd, _ = self._rot.matrices(device, dtype)
-        return torch.sparse.mm(fwd[view], self._columns(mu5)).view(n, n, mu5.shape[0], mu5.shape[-1])
+        return self._product(fwd[view], self._columns(mu5)).view(n, n, mu5.shape[0], mu5.shape[-1])
 
     def _attenuation_factors(self, view: int, device, dtype) -> torch.Tensor:
         """Uncached ``[D, B_mu, S, Z]`` survival probabilities of view ``view``."""
@@ -379,6 +379,23 @@ class SpectProjector(nn.Module):
         finally:
             self.cache_attenuation = saved
 
+    def _product(self, matrix: torch.Tensor, src: torch.Tensor, out: torch.Tensor | None = None,
+                 accumulate: bool = False) -> torch.Tensor:
+        """``matrix @ src`` for a CSR rotation ``matrix`` and ``src [n², columns]``, into ``out`` when
+        given (``out += …`` with ``accumulate``): compiled (:func:`._compiled.rotate`, the same bytes
+        as torch's product) on the CPU without autograd, else torch's CSR product."""
+        grad = torch.is_grad_enabled() and (src.requires_grad or (out is not None and out.requires_grad))
+        if (self.compiled_loop and not grad and src.device.type == "cpu" and src.dtype in (torch.float32, torch.float64)
+                and (out is None or out.is_contiguous()) and _compiled.available()):
+            if out is None:
+                out, accumulate = src.new_empty((matrix.shape[0], src.shape[1])), False
+            _compiled.rotate(matrix, src.contiguous(), out, accumulate=accumulate)
+            return out
+        r = torch.sparse.mm(matrix, src)
+        if out is None:
+            return r
+        return out.add_(r) if accumulate else out.copy_(r)
+
     def _quarter_turn(self, view: int) -> tuple[float, int]:
         """View ``view``'s angle as ``r + 90°·q``: ``(r, q)`` with ``0 ≤ r < 90`` and ``q`` in 0..3."""
         a = float(self.orbit.angles_deg[view])
@@ -406,7 +423,7 @@ class SpectProjector(nn.Module):
         for k, v in enumerate(chunk):
             r, q = self._quarter_turn(v)
             if r not in seen:
-                dst[k] = torch.sparse.mm(fwd[v], columns).view(n, n, -1)
+                self._product(fwd[v], columns, out=dst[k].view(n * n, -1))
                 seen[r] = (k, q)
                 continue
             k0, q0 = seen[r]
@@ -638,7 +655,7 @@ class SpectProjector(nn.Module):
             stack = x.new_empty((n, len(chunk) * nb, n, nz)) if inplace else None
             planes = []
             for k, v in enumerate(chunk):
-                rot = torch.sparse.mm(fwd[v], flat).view(n, n, b, c, nz).permute(0, 2, 3, 1, 4)  # [D, B, C, S, Z]
+                rot = self._product(fwd[v], flat).view(n, n, b, c, nz).permute(0, 2, 3, 1, 4)  # [D, B, C, S, Z]
                 att = self._attenuation(v, device, dtype)
                 att = None if att is None else att.unsqueeze(2)  # [D, Bm, 1, S, Z]
                 if inplace:
@@ -690,13 +707,12 @@ class SpectProjector(nn.Module):
                 if att is not None:
                     p = p * att.unsqueeze(2)  # [D, Bm, 1, S, Z]
                 p = p.permute(0, 3, 1, 2, 4).reshape(n * n, nb * nz)
-                term = torch.sparse.mm(adj[v], p)
                 if acc is None:
-                    acc = term
-                elif term.requires_grad or acc.requires_grad:
-                    acc = acc + term
+                    acc = self._product(adj[v], p)
+                elif p.requires_grad or acc.requires_grad:
+                    acc = acc + torch.sparse.mm(adj[v], p)
                 else:
-                    acc.add_(term)
+                    self._product(adj[v], p, out=acc, accumulate=True)
         x5 = acc.reshape(n, n, b, c, nz).permute(2, 3, 0, 1, 4)
         return x5 if self.is_3d else x5[..., 0]
 
