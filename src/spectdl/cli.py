@@ -6,6 +6,7 @@ A user error (any :class:`spectdl.errors.SpectdlError`) prints one red line and 
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -412,6 +413,18 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _default_environment() -> None:
+    """OpenMP's passive wait for the command line, unless the user chose a policy.
+
+    Set before torch is imported (this module does not import it), so it reaches torch's OpenMP
+    runtime and the simulation's worker processes. With torch's default (threads spin at the end of
+    every parallel region) the projector slowed 3.0–3.4× next to one busy core of two; with the
+    passive wait 1.4–1.5×, at 1.03–1.14× the idle time at 64³ and within ±5 % idle for an OSEM
+    iteration at 128³ and a U-Net training step (``benchmarks/README.md``, 2026-12-06).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: every error ends as one line on stderr and a non-zero exit status.
 
@@ -419,6 +432,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     expected, ...) exit with 2; click usage errors with click's code (2); an unexpected exception
     is a bug: one line says so and names the file that holds its traceback (``--verbose`` prints it).
     """
+    _default_environment()
     try:
         app(args=argv, standalone_mode=False)
     except SpectdlError as exc:

@@ -492,3 +492,23 @@ def test_reconstruct_refuses_an_unknown_over_budget_mode_before_reading(tmp_path
                             "--over-budget", "drop"], capsys)
     assert "--over-budget: 'drop'" in line and "'half' or 'recompute'" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_waits_passively_unless_the_user_chose_an_openmp_policy():
+    """Set before torch starts (spectdl.cli does not import it), in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from spectdl.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "import os; print(os.environ.get('OMP_WAIT_POLICY'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "ACTIVE"
+    probe = subprocess.run([sys.executable, "-c", "import sys, spectdl.cli; print('torch' in sys.modules)"],
+                           env=env, capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"  # so the setting reaches torch's OpenMP runtime

@@ -36,3 +36,19 @@ def test_compiled_rotation_on_one_thread_gives_the_same_bytes():
     finally:
         torch.set_num_threads(saved)
     assert torch.equal(one, many)
+
+
+def test_compiled_kernels_leave_torchs_thread_count_as_it_was():
+    """numba's OpenMP layer resets the OpenMP thread count when it starts; the kernels restore it,
+    so the simulation workers' one thread (and a user's torch.set_num_threads) holds."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from spectdl.physics import _compiled\n"
+            "from spectdl.physics.rotation import RotationBank\n"
+            "(m,), _ = RotationBank(16, [31.0]).matrices('cpu', torch.float32)\n"
+            "_compiled.rotate(m, torch.rand(256, 4), torch.empty(256, 4))\n"
+            "import numba; print(torch.get_num_threads(), numba.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

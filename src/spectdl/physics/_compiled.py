@@ -25,6 +25,7 @@ torch loop, which computes the same operator (and is the path on a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -62,11 +63,11 @@ def rotate(matrix: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, src2: tor
     ``[n², C]`` operands (CPU, contiguous), and the same for ``src2, dst2`` in the same pass over
     the matrix; rows in parallel on torch's thread count. The same bytes as torch's CSR product
     (and its ``add_``)."""
-    _threads()
     if src2 is None:
         src2, dst2 = src[:, :0], dst[:, :0]
-    _kernels().rotate(matrix.crow_indices().numpy(), matrix.col_indices().numpy(), matrix.values().numpy(),
-                      src.numpy(), dst.numpy(), src2.numpy(), dst2.numpy(), accumulate)
+    with _threads():
+        _kernels().rotate(matrix.crow_indices().numpy(), matrix.col_indices().numpy(), matrix.values().numpy(),
+                          src.numpy(), dst.numpy(), src2.numpy(), dst2.numpy(), accumulate)
 
 
 def depth_loop(rot_a: torch.Tensor, h: torch.Tensor, base: torch.Tensor, rows: torch.Tensor, turn: torch.Tensor,
@@ -84,14 +85,25 @@ def depth_loop(rot_a: torch.Tensor, h: torch.Tensor, base: torch.Tensor, rows: t
         moves: ``[D−1]`` bool, whether step ``j`` moves anything (else it is the identity).
         out: ``[V, S, C]`` written with ``acc_{D−1}`` (before the final base blur).
     """
-    _kernels().depth_loop(*(t.numpy() for t in (rot_a, h, base, rows, turn, res_k, step_k, moves, out)))
+    with _threads():
+        _kernels().depth_loop(*(t.numpy() for t in (rot_a, h, base, rows, turn, res_k, step_k, moves, out)))
 
 
-def _threads() -> None:
+@contextlib.contextmanager
+def _threads():
     """Run numba's parallel loops on as many threads as torch's (``torch.set_num_threads``, and
-    one in the simulation's workers), so that one setting governs both."""
+    one in the simulation's workers), so that one setting governs both, and leave torch's as it
+    was: numba's OpenMP layer (the one it picks beside torch's libgomp, whose threads it then
+    shares, measured about 1.4× faster at 128³ than its own pool) resets the OpenMP thread count when it
+    first starts, which would undo ``torch.set_num_threads(1)``."""
     nb = _numba()
-    nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
+    n = torch.get_num_threads()
+    nb.set_num_threads(max(1, min(n, nb.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def _blur_taps(blur) -> tuple:
@@ -111,16 +123,16 @@ def blur_forward(blur, planes: torch.Tensor) -> torch.Tensor:
     """``acc_{D−1}`` of :meth:`DepthBlur.forward <spectdl.physics.psf.DepthBlur.forward>` for
     ``planes [D, G, S, Z]`` (CPU, no autograd, three-tap steps): ``[G, S, Z]``, before the final
     base blur. One parallel loop over the groups (``G``), each plane's passes in cache."""
-    _threads()
     out = planes.new_empty(planes.shape[1:])
-    _kernels().blur_forward(planes.contiguous().numpy(), *_blur_taps(blur), out.numpy())
+    with _threads():
+        _kernels().blur_forward(planes.contiguous().numpy(), *_blur_taps(blur), out.numpy())
     return out
 
 
 def blur_adjoint(blur, image: torch.Tensor) -> torch.Tensor:
     """:meth:`DepthBlur.adjoint <spectdl.physics.psf.DepthBlur.adjoint>` of ``image [G, S, Z]`` after
     the final base blur's adjoint: ``[D, G, S, Z]``."""
-    _threads()
     out = image.new_empty((blur.n_depth,) + tuple(image.shape))
-    _kernels().blur_adjoint(image.contiguous().numpy(), *_blur_taps(blur), out.numpy())
+    with _threads():
+        _kernels().blur_adjoint(image.contiguous().numpy(), *_blur_taps(blur), out.numpy())
     return out
