@@ -577,15 +577,11 @@ def _versions() -> dict[str, str]:
 
 
 def _forward_loop() -> str:
-    """Which depth loop the 2-D forward projection runs here: ``"numba <version>"`` (compiled) or
-    ``"torch"``. The two agree to float rounding, not bit for bit, so the manifest records it."""
-    from spectdl.physics import SpectProjector, _compiled
+    """Which loops the projector runs here (:func:`spectdl.physics.forward_loop`), recorded in the
+    manifest: the compiled and the torch loops agree to rounding, not bit for bit."""
+    from spectdl.physics import forward_loop
 
-    if SpectProjector.compiled_loop and _compiled.available():
-        import numba
-
-        return f"numba {numba.__version__}"
-    return "torch"
+    return forward_loop()
 
 
 _OLD_LOOP = "torch"  # manifests and sidecars written before the loop was recorded ran the torch loop

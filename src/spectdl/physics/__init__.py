@@ -1,5 +1,5 @@
 """SPECT physics: the projector (system matrix) and its parts."""
 
-from spectdl.physics.projector import AdjointnessResult, SpectProjector
+from spectdl.physics.projector import AdjointnessResult, SpectProjector, forward_loop
 
-__all__ = ["AdjointnessResult", "SpectProjector"]
+__all__ = ["AdjointnessResult", "SpectProjector", "forward_loop"]

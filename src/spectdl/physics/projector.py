@@ -70,6 +70,18 @@ def as_float_input(t: torch.Tensor, name: str) -> torch.Tensor:
         )
     return t.to(torch.float32)
 
+def forward_loop() -> str:
+    """Which inner loops :class:`SpectProjector` runs on the CPU by default: ``"numba <version>"``
+    (compiled, :mod:`._compiled`) or ``"torch"`` (numba missing, ``SPECTDL_NO_NUMBA=1``, or
+    ``SpectProjector.compiled_loop`` off). The two agree to float rounding, not bit for bit, so
+    simulation manifests record it."""
+    if SpectProjector.compiled_loop and _compiled.available():
+        import numba
+
+        return f"numba {numba.__version__}"
+    return "torch"
+
+
 class SpectProjector(nn.Module):
     """The SPECT system matrix ``A`` as an ``nn.Module`` (see the module docstring for conventions).
 
