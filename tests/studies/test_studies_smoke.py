@@ -58,6 +58,7 @@ def test_smoke_run_writes_the_results_contract(smoke_runs, name):
     assert c["text"]
     assert list((run / "figures").glob("*.png"))
     assert {"versions", "seed", "stages"} <= set(env) and "train" in env["stages"]
+    assert env["versions"]["forward_loop"].startswith("numba ")  # which projector loops made the data
     html = (run / "report.html").read_text()
     assert "claims" in html and "http://" not in html and "https://" not in html
 

@@ -80,11 +80,14 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("spectdl", "torch", "numpy", "scipy", "lightning", "h5py", "scikit-image", "pandas"):
+    for pkg in ("spectdl", "torch", "numba", "numpy", "scipy", "lightning", "h5py", "scikit-image", "pandas"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
+    from spectdl.physics import forward_loop
+
+    out["forward_loop"] = forward_loop()  # the projector's compiled or torch loops (not bit-identical)
     return out
 
 
