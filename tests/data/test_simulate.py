@@ -333,6 +333,6 @@ def test_manifest_records_the_forward_loop_and_regenerate_runs_that_loop(tiny_ru
     for index in (0, 9):
         stored, again = read_sample(torch_run.manifest_path, index), regenerate(torch_run.manifest_path, index)
         assert all(torch.equal(again[k], stored[k]) for k in stored)
-    monkeypatch.setattr(sim, "_forward_loop", lambda: "torch")  # as where numba is missing
+    monkeypatch.setattr(sim, "forward_loop", lambda: "torch")  # as where numba is missing
     with pytest.raises(SpectdlError, match=r"manifest\.json: forward_loop is 'numba .*numba is not installed"):
         regenerate(tiny_run.manifest_path, 0)

@@ -57,6 +57,7 @@ from spectdl.data.shards import ShardWriter, open_shard, remove_stale_temporarie
 from spectdl.errors import InputError, SpectdlError
 from spectdl.io.atomic import file_sha256
 from spectdl.noise import expected_counts, poisson, thin
+from spectdl.physics import forward_loop
 
 __all__ = ["SimulationResult", "finalize", "load_manifest_json", "read_sample", "reconstruct_simulation", "regenerate",
            "simulate", "verify_shards"]
@@ -573,15 +574,7 @@ def _versions() -> dict[str, str]:
     import spectdl
 
     return {"spectdl_version": getattr(spectdl, "__version__", "unknown"), "torch_version": torch.__version__,
-            "forward_loop": _forward_loop()}
-
-
-def _forward_loop() -> str:
-    """Which loops the projector runs here (:func:`spectdl.physics.forward_loop`), recorded in the
-    manifest: the compiled and the torch loops agree to rounding, not bit for bit."""
-    from spectdl.physics import forward_loop
-
-    return forward_loop()
+            "forward_loop": forward_loop()}
 
 
 _OLD_LOOP = "torch"  # manifests and sidecars written before the loop was recorded ran the torch loop
@@ -592,8 +585,7 @@ def _compiled_for(manifest: Mapping[str, Any], path) -> bool:
     loop = manifest.get("forward_loop", _OLD_LOOP)
     if loop == "torch":
         return False
-    here = _forward_loop()
-    if here == "torch":
+    if forward_loop() == "torch":
         raise SpectdlError(f"{path}: forward_loop is {loop!r}, but the compiled loop cannot run here (numba is "
                            f"not installed, or SPECTDL_NO_NUMBA is set); expected {loop} to regenerate bit for bit")
     return True

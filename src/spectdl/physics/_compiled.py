@@ -50,6 +50,11 @@ def available() -> bool:
     return _numba() is not None
 
 
+def takes(t: torch.Tensor) -> bool:
+    """Whether the kernels can take ``t``: a CPU float32/float64 tensor, with numba available."""
+    return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and available()
+
+
 @functools.lru_cache(maxsize=1)
 def _kernels():
     from spectdl.physics import _numba_kernels

@@ -70,6 +70,21 @@ def as_float_input(t: torch.Tensor, name: str) -> torch.Tensor:
         )
     return t.to(torch.float32)
 
+
+def _workspace(like: torch.Tensor):
+    """``buf(name, shape)``: a view of a named buffer of ``like``'s dtype and device, reused (and
+    grown) across calls; fresh large allocations cost a page fault per 4 kB."""
+    work: dict[str, torch.Tensor] = {}
+
+    def buf(name: str, shape: tuple) -> torch.Tensor:
+        size = math.prod(shape)
+        if name not in work or work[name].numel() < size:
+            work[name] = like.new_empty(size)
+        return work[name][:size].view(shape)
+
+    return buf
+
+
 def forward_loop() -> str:
     """Which inner loops :class:`SpectProjector` runs on the CPU by default: ``"numba <version>"``
     (compiled, :mod:`._compiled`) or ``"torch"`` (numba missing, ``SPECTDL_NO_NUMBA=1``, or
@@ -107,8 +122,9 @@ class SpectProjector(nn.Module):
     #: Take the fused forward path where it applies (no autograd, no cached factors, three-tap
     #: increments); :class:`~spectdl.physics.reference.ReferenceProjector` turns it off.
     fused_forward = True
-    #: Run the fused 2-D path's depth recursion compiled (numba) where it applies; ``False`` keeps
-    #: the torch loop (the same operator, about 3× slower here).
+    #: Run the inner loops compiled (numba, :mod:`._compiled`) where they apply: the fused 2-D
+    #: path's depth recursion, the per-view depth blur and the sparse rotations; ``False`` keeps
+    #: the torch operations (the same operator, 1.6–4.9× slower here).
     compiled_loop = True
 
     def __init__(
@@ -397,8 +413,7 @@ class SpectProjector(nn.Module):
         given (``out += …`` with ``accumulate``): compiled (:func:`._compiled.rotate`, the same bytes
         as torch's product) on the CPU without autograd, else torch's CSR product."""
         grad = torch.is_grad_enabled() and (src.requires_grad or (out is not None and out.requires_grad))
-        if (self.compiled_loop and not grad and src.device.type == "cpu" and src.dtype in (torch.float32, torch.float64)
-                and (out is None or out.is_contiguous()) and _compiled.available()):
+        if self.compiled_loop and not grad and _compiled.takes(src) and (out is None or out.is_contiguous()):
             if out is None:
                 out, accumulate = src.new_empty((matrix.shape[0], src.shape[1])), False
             _compiled.rotate(matrix, src.contiguous(), out, accumulate=accumulate)
@@ -475,16 +490,9 @@ class SpectProjector(nn.Module):
         group = max(1, self.fused_columns // (c * nz))
         dx_cm = self.grid.voxel_size_mm[0] / 10.0
         out = x5.new_empty((len(idx), b, c, n, nz))
-        work: dict[str, torch.Tensor] = {}
+        buf = _workspace(x5)
         coefficients: dict[tuple[int, ...], tuple] = {}  # per chunk of views, shared by the groups
         order = self._quarter_turn_order(idx)
-
-        def buf(name: str, shape: tuple) -> torch.Tensor:
-            # Buffers are reused across chunks: fresh large allocations cost a page fault per 4 kB.
-            size = math.prod(shape)
-            if name not in work or work[name].numel() < size:
-                work[name] = x5.new_empty(size)
-            return work[name][:size].view(shape)
 
         for b0 in range(0, b, group):
             xb = x5[b0 : b0 + group]
@@ -567,15 +575,14 @@ class SpectProjector(nn.Module):
         """Whether :meth:`_A_compiled` can run: 2-D, on the CPU, float32/float64, with a collimator
         blur, and one μ map per sample (one channel) or one for all."""
         mu = self.mu_map
-        return (self.compiled_loop and not self.is_3d and blur is not None and x5.device.type == "cpu"
-                and x5.dtype in (torch.float32, torch.float64)
-                and (mu is None or mu.shape[0] == 1 or x5.shape[1] == 1) and _compiled.available())
+        return (self.compiled_loop and not self.is_3d and blur is not None and _compiled.takes(x5)
+                and (mu is None or mu.shape[0] == 1 or x5.shape[1] == 1))
 
     def _A_compiled(self, x5: torch.Tensor, idx: list[int], blur: DepthBlur) -> torch.Tensor:
         """:meth:`_A_fused` for 2-D projections with the depth recursion compiled (:mod:`._compiled`):
         ``[V, B, C, S, 1]``.
 
-        Per group of samples (``fused_columns`` columns) and chunk of base views (one per set of
+        Per group of samples (``compiled_columns`` columns) and chunk of base views (one per set of
         views a multiple of 90° apart, :meth:`_rotate_into`): the activity and ``−Δx/2 · μ`` are
         rotated into the base views (a compiled CSR product; rotation is linear, so scaling first is
         the same operator), ``h = exp(−Δx·μ/2)`` is one vectorised torch call there, and the
@@ -603,14 +610,7 @@ class SpectProjector(nn.Module):
         res_all = blur.res_s.index_select(0, sel_all)[..., _RES_CENTRE:]  # (c0, c1, c2) per view and plane
         step_all = blur.step_s.index_select(0, sel_all)[..., 1:]  # (middle, side)
         moves = torch.as_tensor(blur.moves, dtype=torch.bool)
-        work: dict[str, torch.Tensor] = {}
-
-        def buf(name: str, shape: tuple) -> torch.Tensor:
-            size = math.prod(shape)
-            if name not in work or work[name].numel() < size:
-                work[name] = x5.new_empty(size)
-            return work[name][:size].view(shape)
-
+        buf = _workspace(x5)
         base_list = list(bases.values())
         for b0 in range(0, b, group):
             xb = x5[b0 : b0 + group]

@@ -149,8 +149,7 @@ class DepthBlur:
     compiled = True
 
     def _compiled_applies(self, t: torch.Tensor) -> bool:
-        return (self.compiled and self.is_three_tap and t.device.type == "cpu"
-                and t.dtype in (torch.float32, torch.float64) and _compiled.available())
+        return self.compiled and self.is_three_tap and _compiled.takes(t)
 
     @property
     def is_three_tap(self) -> bool:
